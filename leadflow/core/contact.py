@@ -21,18 +21,94 @@ from disposable_email_domains import blocklist as _DISPOSABLE
 # Webmail providers: an address there says nothing about the person's company, so it never
 # creates or matches a company account.
 FREE_MAIL_DOMAINS: frozenset[str] = frozenset(
-    """
-    gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.fr yahoo.de yahoo.es yahoo.it yahoo.co.jp
-    yahoo.com.br ymail.com rocketmail.com hotmail.com hotmail.co.uk hotmail.fr hotmail.de hotmail.it
-    hotmail.es outlook.com outlook.fr outlook.de live.com live.co.uk live.fr msn.com aol.com
-    icloud.com me.com mac.com gmx.com gmx.de gmx.net gmx.at gmx.ch web.de mail.com mail.ru yandex.ru
-    yandex.com proton.me protonmail.com pm.me zoho.com zohomail.com fastmail.com hey.com tutanota.com
-    tuta.io qq.com 163.com 126.com sina.com naver.com daum.net hanmail.net free.fr orange.fr laposte.net
-    wanadoo.fr sfr.fr libero.it virgilio.it t-online.de freenet.de seznam.cz wp.pl o2.pl interia.pl
-    rediffmail.com uol.com.br bol.com.br terra.com.br btinternet.com sky.com virginmedia.com
-    comcast.net verizon.net att.net sbcglobal.net bellsouth.net cox.net shaw.ca rogers.com
-    bigpond.com optusnet.com.au xtra.co.nz
-    """.split()
+    [
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.fr",
+        "yahoo.de",
+        "yahoo.es",
+        "yahoo.it",
+        "yahoo.co.jp",
+        "yahoo.com.br",
+        "ymail.com",
+        "rocketmail.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "hotmail.fr",
+        "hotmail.de",
+        "hotmail.it",
+        "hotmail.es",
+        "outlook.com",
+        "outlook.fr",
+        "outlook.de",
+        "live.com",
+        "live.co.uk",
+        "live.fr",
+        "msn.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "gmx.at",
+        "gmx.ch",
+        "web.de",
+        "mail.com",
+        "mail.ru",
+        "yandex.ru",
+        "yandex.com",
+        "proton.me",
+        "protonmail.com",
+        "pm.me",
+        "zoho.com",
+        "zohomail.com",
+        "fastmail.com",
+        "hey.com",
+        "tutanota.com",
+        "tuta.io",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "sina.com",
+        "naver.com",
+        "daum.net",
+        "hanmail.net",
+        "free.fr",
+        "orange.fr",
+        "laposte.net",
+        "wanadoo.fr",
+        "sfr.fr",
+        "libero.it",
+        "virgilio.it",
+        "t-online.de",
+        "freenet.de",
+        "seznam.cz",
+        "wp.pl",
+        "o2.pl",
+        "interia.pl",
+        "rediffmail.com",
+        "uol.com.br",
+        "bol.com.br",
+        "terra.com.br",
+        "btinternet.com",
+        "sky.com",
+        "virginmedia.com",
+        "comcast.net",
+        "verizon.net",
+        "att.net",
+        "sbcglobal.net",
+        "bellsouth.net",
+        "cox.net",
+        "shaw.ca",
+        "rogers.com",
+        "bigpond.com",
+        "optusnet.com.au",
+        "xtra.co.nz",
+    ]
 )
 
 # Domains that exist only in documentation or tests: a real person is not reachable there.
@@ -212,14 +288,47 @@ def normalize_name(raw: str) -> str:
 def _title(value: str) -> str:
     out = []
     for word in value.split(" "):
-        parts = re.split(r"([-'’])", word.lower())
-        out.append("".join(p[:1].upper() + p[1:] if p not in "-'’" else p for p in parts))
+        parts = re.split(r"([-'\u2019])", word.lower())
+        out.append("".join(p[:1].upper() + p[1:] if p not in "-'\u2019" else p for p in parts))
     return " ".join(out)
 
 
 _LEGAL_SUFFIXES = frozenset(
-    """inc incorporated llc l.l.c ltd limited corp corporation co company gmbh ag sa sas sarl bv nv
-    plc pty oy ab as aps spa srl kg ohg kk pte lp llp sl se""".split()
+    [
+        "inc",
+        "incorporated",
+        "llc",
+        "l.l.c",
+        "ltd",
+        "limited",
+        "corp",
+        "corporation",
+        "co",
+        "company",
+        "gmbh",
+        "ag",
+        "sa",
+        "sas",
+        "sarl",
+        "bv",
+        "nv",
+        "plc",
+        "pty",
+        "oy",
+        "ab",
+        "as",
+        "aps",
+        "spa",
+        "srl",
+        "kg",
+        "ohg",
+        "kk",
+        "pte",
+        "lp",
+        "llp",
+        "sl",
+        "se",
+    ]
 )
 _NON_WORD = re.compile(r"[^\w\s&]+")
 

@@ -5,4 +5,15 @@ from leadflow.auth.models import ApiToken, User
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
 
-__all__ = ["Account", "Activity", "ApiToken", "AuditEntry", "Base", "ImportJob", "Lead", "StageChange", "User", "WebForm"]
+__all__ = [
+    "Account",
+    "Activity",
+    "ApiToken",
+    "AuditEntry",
+    "Base",
+    "ImportJob",
+    "Lead",
+    "StageChange",
+    "User",
+    "WebForm",
+]

@@ -1,0 +1,108 @@
+"""The composition root of the HTTP application: builds the app, mounts each feature's router
+and translates domain errors into HTTP answers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy import text
+
+from leadflow import __version__
+from leadflow.auth.api import router as auth_router
+from leadflow.config import get_settings
+from leadflow.core.lifecycle import LifecycleError, MissingEvidence
+from leadflow.db.base import Database
+from leadflow.errors import InvalidInput, LeadflowError
+from leadflow.leads.api import router as leads_router
+from leadflow.leads.forms_api import public_router as forms_public_router
+from leadflow.leads.forms_api import router as forms_router
+
+log = logging.getLogger("leadflow")
+
+DESCRIPTION = """
+Leadflow carries potential customers from **lead** to **prospect** (SQL) to **opportunity**.
+
+Authenticate with `Authorization: Bearer lf_...` (create a token with `leadflow token create`).
+Bad input answers 422 naming the field; an illegal stage move answers 409 listing the legal ones;
+a stale `version` answers 409.
+"""
+
+
+def _error_body(exc: LeadflowError) -> dict[str, Any]:
+    if isinstance(exc, InvalidInput):
+        errors = exc.extra.get("errors") or [{"loc": exc.loc, "msg": exc.reason}]
+        return {"detail": [{**e, "type": "value_error"} for e in errors], "code": exc.code}
+    return {"detail": exc.message, "code": exc.code, **exc.extra}
+
+
+def create_app(db: Database | None = None) -> FastAPI:
+    settings = get_settings()
+    owned = db is None
+    database = db or Database(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            database.dispose()
+
+    app = FastAPI(
+        title="Leadflow",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "leads", "description": "Leads, stage transitions, events and their audit trail"},
+            {"name": "accounts", "description": "Organizations and their buying committees"},
+            {"name": "imports", "description": "CSV import"},
+            {"name": "web forms", "description": "Public web-to-lead capture"},
+            {"name": "users", "description": "Users, roles and API tokens"},
+        ],
+    )
+    app.state.db = database
+
+    @app.exception_handler(LeadflowError)
+    async def _domain_error(_req: Request, exc: LeadflowError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(_error_body(exc), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(LifecycleError)
+    async def _lifecycle_error(_req: Request, exc: LifecycleError) -> JSONResponse:
+        body: dict[str, Any] = {
+            "detail": exc.message,
+            "code": exc.code,
+            "current": exc.current.value,
+            "target": exc.target.value,
+            "legal": [s.value for s in exc.legal],
+        }
+        if isinstance(exc, MissingEvidence):
+            body["required"] = exc.required
+        return JSONResponse(body, status_code=409)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: the database answers")
+    def readyz() -> JSONResponse:
+        try:
+            with database.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # readiness reports any database failure
+            return JSONResponse({"status": "unavailable", "error": str(exc)[:200]}, status_code=503)
+        return JSONResponse({"status": "ok", "database": database.dialect})
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    app.include_router(leads_router)
+    app.include_router(auth_router)
+    app.include_router(forms_router)
+    app.include_router(forms_public_router)
+    return app

@@ -1,0 +1,226 @@
+"""Engagement events and sales touches: set-based, idempotent ingest and listing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from leadflow.auth.principal import Perm, Principal
+from leadflow.core.engagement import ActivityType
+from leadflow.db.base import utcnow
+from leadflow.db.pagination import Page, keyset, page_of
+from leadflow.errors import Forbidden, InvalidInput
+from leadflow.events import emit
+from leadflow.leads.models import Activity, Lead
+from leadflow.leads.service import get_lead, visibility_clause, visible_lead_ids
+
+MAX_BATCH = 10_000
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    lead_ids: list[int] = field(default_factory=list)
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> None:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(pg_insert(Activity).on_conflict_do_nothing(index_elements=["external_id"]), rows)
+    elif dialect == "sqlite":
+        session.execute(sqlite_insert(Activity).on_conflict_do_nothing(index_elements=["external_id"]), rows)
+    else:  # pragma: no cover - only the two supported backends
+        session.execute(insert(Activity), rows)
+
+
+def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]]) -> IngestResult:
+    """Store a batch of events. Each item names its lead by ``lead_id`` or ``email``; an item
+    whose ``external_id`` was seen before is a duplicate, not an error, so retries are safe.
+    Bad items are reported by index and field; the good ones land."""
+
+    if not actor.can(Perm.ACTIVITIES_WRITE):
+        raise Forbidden(f"role {actor.role.value} lacks the right {Perm.ACTIVITIES_WRITE.value}")
+    if len(items) > MAX_BATCH:
+        raise InvalidInput("events", f"at most {MAX_BATCH} events per batch")
+    result = IngestResult()
+    emails = {str(it["email"]).strip().lower() for it in items if not it.get("lead_id") and it.get("email")}
+    by_email: dict[str, int] = {}
+    if emails:
+        rows = session.execute(
+            select(Lead.email, Lead.id).where(Lead.email.in_(emails), Lead.merged_into_id.is_(None))
+        )
+        by_email = {str(e): int(i) for e, i in rows}
+    wanted: list[int] = []
+    for it in items:
+        lid = it.get("lead_id") or by_email.get(str(it.get("email") or "").strip().lower())
+        if lid:
+            wanted.append(int(lid))
+    visible = visible_lead_ids(session, actor, sorted(set(wanted)))
+
+    ext_ids = [str(it["external_id"]) for it in items if it.get("external_id")]
+    seen: set[str] = set()
+    if ext_ids:
+        seen = set(session.scalars(select(Activity.external_id).where(Activity.external_id.in_(ext_ids))))
+
+    now = utcnow()
+    rows_out: list[dict[str, Any]] = []
+    latest: dict[int, datetime] = {}
+    for i, it in enumerate(items):
+        lid_raw = it.get("lead_id") or by_email.get(str(it.get("email") or "").strip().lower())
+        if not lid_raw:
+            where = "email" if it.get("email") else "lead_id"
+            result.errors.append(
+                {"index": i, "loc": [where], "msg": "no such lead (give lead_id or a known email)"}
+            )
+            continue
+        lid = int(lid_raw)
+        if lid not in visible:
+            result.errors.append({"index": i, "loc": ["lead_id"], "msg": f"lead {lid} not found"})
+            continue
+        try:
+            kind = ActivityType(str(it.get("type")))
+        except ValueError:
+            result.errors.append(
+                {
+                    "index": i,
+                    "loc": ["type"],
+                    "msg": f"must be one of {', '.join(t.value for t in ActivityType)}",
+                }
+            )
+            continue
+        occurred = it.get("occurred_at") or now
+        if not isinstance(occurred, datetime):
+            try:
+                occurred = datetime.fromisoformat(str(occurred))
+            except ValueError:
+                result.errors.append(
+                    {"index": i, "loc": ["occurred_at"], "msg": "is not an ISO 8601 timestamp"}
+                )
+                continue
+        props = it.get("properties")
+        if props is not None and not isinstance(props, dict):
+            result.errors.append({"index": i, "loc": ["properties"], "msg": "must be an object"})
+            continue
+        ext = it.get("external_id")
+        if ext:
+            ext = str(ext)
+            if ext in seen:
+                result.duplicates += 1
+                continue
+            seen.add(ext)
+        rows_out.append(
+            {
+                "lead_id": lid,
+                "type": kind.value,
+                "occurred_at": occurred,
+                "properties": props,
+                "external_id": ext or None,
+                "source": it.get("source"),
+                "actor_id": actor.user_id if it.get("by_actor") else None,
+                "created_at": now,
+            }
+        )
+        prev = latest.get(lid)
+        if prev is None or occurred > prev:
+            latest[lid] = occurred
+    if rows_out:
+        _insert_ignoring_duplicates(session, rows_out)
+        for lid, at in latest.items():
+            session.execute(
+                update(Lead)
+                .where(Lead.id == lid, (Lead.last_activity_at.is_(None)) | (Lead.last_activity_at < at))
+                .values(last_activity_at=at)
+                .execution_options(synchronize_session=False)
+            )
+    result.accepted = len(rows_out)
+    result.lead_ids = sorted(latest)
+    if rows_out:
+        emit(session, "activities.ingested", lead_ids=result.lead_ids, count=len(rows_out))
+    return result
+
+
+def log_activity(
+    session: Session,
+    actor: Principal,
+    lead_id: int,
+    kind: ActivityType,
+    *,
+    occurred_at: datetime | None = None,
+    properties: dict[str, Any] | None = None,
+) -> Activity:
+    """A touch logged by a person (call, email, meeting, note) on one lead."""
+
+    get_lead(session, actor, lead_id)
+    res = ingest(
+        session,
+        actor,
+        [
+            {
+                "lead_id": lead_id,
+                "type": kind.value,
+                "occurred_at": occurred_at,
+                "properties": properties,
+                "by_actor": True,
+            }
+        ],
+    )
+    if res.errors:
+        err = res.errors[0]
+        raise InvalidInput(err["loc"], err["msg"])
+    act = session.scalars(
+        select(Activity).where(Activity.lead_id == lead_id).order_by(Activity.id.desc()).limit(1)
+    ).one()
+    return act
+
+
+@dataclass
+class ActivityFilter:
+    lead_id: int | None = None
+    type: list[ActivityType] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def list_activities(
+    session: Session,
+    actor: Principal,
+    f: ActivityFilter,
+    *,
+    descending: bool = True,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Activity]:
+    if f.lead_id is not None:
+        get_lead(session, actor, f.lead_id)
+    elif not actor.can(Perm.LEADS_READ):
+        raise Forbidden("lacks leads:read")
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit", "must be between 1 and 1000")
+    stmt = select(Activity)
+    if f.lead_id is not None:
+        stmt = stmt.where(Activity.lead_id == f.lead_id)
+    else:
+        vis = visibility_clause(session, actor)
+        if vis is not None:
+            stmt = stmt.join(Lead, Lead.id == Activity.lead_id).where(vis)
+    if f.type:
+        stmt = stmt.where(Activity.type.in_([t.value for t in f.type]))
+    if f.since:
+        stmt = stmt.where(Activity.occurred_at >= f.since)
+    if f.until:
+        stmt = stmt.where(Activity.occurred_at < f.until)
+    rows = list(
+        session.scalars(
+            keyset(stmt, Activity.occurred_at, Activity.id, descending=descending, cursor=cursor, limit=limit)
+        )
+    )
+    return page_of(rows, limit, lambda r: (r.occurred_at, r.id))

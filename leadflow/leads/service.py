@@ -1,0 +1,757 @@
+"""Lead use cases: capture, dedupe, update, stage transitions, merge, listing and history.
+
+Each function runs inside the caller's transaction (``Database.transaction()``), writes the audit
+trail in that same transaction, and enforces the actor's rights and record visibility here, in
+the service layer, so no route can bypass them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from leadflow.audit.models import AuditEntry
+from leadflow.audit.service import changes, record
+from leadflow.auth.models import Role, User
+from leadflow.auth.principal import Perm, Principal, Visibility
+from leadflow.core import lifecycle
+from leadflow.core.identity import NormalizedLead, normalize_lead
+from leadflow.core.lifecycle import BadReason, Evidence, Origin, Stage
+from leadflow.db.base import utcnow
+from leadflow.db.pagination import Page, keyset, page_of
+from leadflow.errors import Duplicate, Forbidden, InvalidInput, NotFound, StaleVersion
+from leadflow.events import emit
+from leadflow.leads.models import Account, Activity, Lead, StageChange
+
+SNAPSHOT_FIELDS = (
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "job_title",
+    "seniority",
+    "department",
+    "company",
+    "country",
+    "timezone",
+    "source",
+    "campaign",
+    "origin",
+    "owner_id",
+    "account_id",
+    "stage",
+    "status_reason",
+    "bad_reason",
+    "consent",
+    "unsubscribed",
+)
+# Fields a client may set on create/update (stage moves only through transitions).
+EDITABLE = frozenset(
+    {
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "job_title",
+        "seniority",
+        "department",
+        "company",
+        "website",
+        "industry",
+        "employee_count",
+        "annual_revenue",
+        "country",
+        "timezone",
+        "source",
+        "campaign",
+        "origin",
+        "owner_id",
+        "account_id",
+        "consent",
+        "unsubscribed",
+        "attributes",
+    }
+)
+SORTABLE = {
+    "id": Lead.id,
+    "created_at": Lead.created_at,
+    "updated_at": Lead.updated_at,
+    "last_name": Lead.last_name,
+    "stage_changed_at": Lead.stage_changed_at,
+}
+
+
+def snapshot(lead: Lead) -> dict[str, Any]:
+    return {f: getattr(lead, f) for f in SNAPSHOT_FIELDS}
+
+
+def _require(actor: Principal, perm: Perm) -> None:
+    if not actor.can(perm):
+        raise Forbidden(f"role {actor.role.value} lacks the right {perm.value}", permission=perm.value)
+
+
+# --------------------------------------------------------------------------------- visibility
+
+
+def visibility_clause(session: Session, actor: Principal) -> ColumnElement[bool] | None:
+    """The WHERE clause limiting leads to what ``actor`` may see; None means everything."""
+
+    mode = actor.visibility
+    if mode is Visibility.ALL:
+        return None
+    if mode is Visibility.OWN:
+        if actor.user_id is None:
+            return Lead.owner_id.is_(None)
+        return or_(Lead.owner_id == actor.user_id, Lead.owner_id.is_(None))
+    team_ids = select(User.id).where(User.team == actor.team) if actor.team else None
+    if team_ids is None:
+        return or_(Lead.owner_id.is_(None), Lead.owner_id == actor.user_id)
+    return or_(Lead.owner_id.is_(None), Lead.owner_id.in_(team_ids))
+
+
+def _can_see(session: Session, actor: Principal, lead: Lead) -> bool:
+    mode = actor.visibility
+    if mode is Visibility.ALL or lead.owner_id is None or lead.owner_id == actor.user_id:
+        return True
+    if mode is Visibility.OWN:
+        return False
+    owner = session.get(User, lead.owner_id)
+    return owner is not None and actor.team is not None and owner.team == actor.team
+
+
+def get_lead(session: Session, actor: Principal, lead_id: int, *, for_update: bool = False) -> Lead:
+    """A lead the actor may see. An invisible lead answers 404, not 403, so ids leak nothing."""
+
+    _require(actor, Perm.LEADS_READ)
+    lead = session.get(Lead, lead_id, with_for_update=for_update)
+    if lead is None or not _can_see(session, actor, lead):
+        raise NotFound(f"lead {lead_id} not found")
+    return lead
+
+
+def _check_owner(session: Session, actor: Principal, owner_id: int | None) -> None:
+    if owner_id is None:
+        return
+    owner = session.get(User, owner_id)
+    if owner is None or not owner.active:
+        raise InvalidInput("owner_id", f"no active user with id {owner_id}")
+    if actor.role is Role.SALES_REP and owner_id != actor.user_id:
+        raise Forbidden("sales reps can assign leads only to themselves")
+    if actor.role is Role.MANAGER and owner.team != actor.team and owner_id != actor.user_id:
+        raise Forbidden("managers assign leads only within their team")
+
+
+# --------------------------------------------------------------------------------- accounts
+
+
+def resolve_account(session: Session, actor: Principal, norm: NormalizedLead) -> int | None:
+    """Find or create the lead's company account: by company domain first (never a free-mail
+    domain), then by normalized company name."""
+
+    account: Account | None = None
+    if norm.account_domain:
+        account = session.scalar(select(Account).where(Account.domain == norm.account_domain))
+    if account is None and norm.company_key:
+        account = session.scalar(
+            select(Account).where(Account.name_key == norm.company_key).order_by(Account.id).limit(1)
+        )
+        if account is not None and account.domain is None and norm.account_domain:
+            account.domain = norm.account_domain
+    if account is None:
+        if not (norm.account_domain or norm.company_key):
+            return None
+        name = norm.values.get("company") or (norm.account_domain or "").split(".")[0].capitalize()
+        account = Account(
+            name=name,
+            name_key=norm.company_key or (norm.account_domain or ""),
+            domain=norm.account_domain,
+            **norm.account_values,
+        )
+        session.add(account)
+        session.flush()
+        record(
+            session, actor, "account", account.id, "create", after={"name": name, "domain": account.domain}
+        )
+    else:
+        # Fill only empty firmographics: a lead's form never overwrites curated account data.
+        for key, value in norm.account_values.items():
+            if getattr(account, key) is None:
+                setattr(account, key, value)
+    return account.id
+
+
+# --------------------------------------------------------------------------------- create
+
+
+def _raise_field_errors(norm: NormalizedLead, prefix: Sequence[str | int] = ()) -> None:
+    if norm.errors:
+        field_name, reason = norm.errors[0]
+        raise InvalidInput(
+            [*prefix, field_name],
+            reason,
+            errors=[{"loc": [*prefix, f], "msg": r} for f, r in norm.errors],
+        )
+
+
+def _unknown_fields(data: Mapping[str, Any]) -> None:
+    unknown = sorted(set(data) - EDITABLE)
+    if unknown:
+        raise InvalidInput(unknown[0], f"is not a lead field (known: {', '.join(sorted(EDITABLE))})")
+
+
+@dataclass
+class CreateResult:
+    lead: Lead
+    created: bool
+
+
+def create_lead(
+    session: Session,
+    actor: Principal,
+    data: Mapping[str, Any],
+    *,
+    stage: Stage = Stage.NEW,
+    evidence: Evidence | None = None,
+    reason: str | None = None,
+    bad_reason: BadReason | None = None,
+    on_duplicate: Literal["error", "update"] = "error",
+) -> CreateResult:
+    """Capture one lead. An existing lead with the same normalized email is a duplicate: an
+    error (409 naming it) or, with ``on_duplicate="update"``, filled in and returned."""
+
+    _require(actor, Perm.LEADS_WRITE)
+    _unknown_fields(data)
+    norm = normalize_lead(data)
+    _raise_field_errors(norm)
+    values = norm.values
+    email = values.get("email")
+    if email:
+        existing = session.scalar(select(Lead).where(Lead.email == email))
+        if existing is not None:
+            if on_duplicate == "error" or not _can_see(session, actor, existing):
+                raise Duplicate(f"a lead with email {email} exists", lead_id=existing.id)
+            _merge_values(session, actor, existing, norm, data, reason="captured again")
+            return CreateResult(existing, False)
+
+    origin = Origin(
+        values.get("origin") or (Origin.SALES if actor.role is Role.SALES_REP else Origin.MARKETING)
+    )
+    values["origin"] = origin.value
+    if actor.role is Role.SALES_REP and "owner_id" not in data:
+        values["owner_id"] = actor.user_id
+    elif "owner_id" in data:
+        _check_owner(session, actor, data["owner_id"])
+        values["owner_id"] = data["owner_id"]
+    if "account_id" in data and data["account_id"] is not None:
+        if session.get(Account, data["account_id"]) is None:
+            raise InvalidInput("account_id", f"no account with id {data['account_id']}")
+        values["account_id"] = data["account_id"]
+    else:
+        values["account_id"] = resolve_account(session, actor, norm)
+    if data.get("attributes") is not None:
+        if not isinstance(data["attributes"], dict):
+            raise InvalidInput("attributes", "must be an object")
+        values["attributes"] = data["attributes"]
+    try:
+        move = lifecycle.initial(
+            stage, origin=origin, evidence=evidence, reason=reason, bad_reason=bad_reason
+        )
+    except lifecycle.LifecycleError:
+        raise
+    now = utcnow()
+    lead = Lead(
+        **values,
+        stage=move.target.value,
+        status_reason=move.reason,
+        bad_reason=move.bad_reason.value if move.bad_reason else None,
+        created_at=now,
+        updated_at=now,
+        stage_changed_at=now,
+        version=1,
+    )
+    session.add(lead)
+    session.flush()
+    ev = lifecycle.evidence_to_dict(move.evidence)
+    session.add(
+        StageChange(
+            lead_id=lead.id,
+            from_stage=None,
+            to_stage=move.target.value,
+            at=now,
+            actor_id=actor.user_id,
+            reason=move.reason,
+            evidence=ev,
+        )
+    )
+    record(session, actor, "lead", lead.id, "create", after=snapshot(lead), reason=reason, evidence=ev)
+    emit(session, "lead.created", lead_id=lead.id, stage=lead.stage)
+    return CreateResult(lead, True)
+
+
+def _merge_values(
+    session: Session,
+    actor: Principal,
+    lead: Lead,
+    norm: NormalizedLead,
+    data: Mapping[str, Any],
+    *,
+    reason: str,
+) -> None:
+    """A lead captured again: fill the fields it lacks, never overwrite what sales curated."""
+
+    before = snapshot(lead)
+    for key, value in norm.values.items():
+        if value is not None and getattr(lead, key, None) in (None, "") and key != "bad_candidate_reasons":
+            setattr(lead, key, value)
+    if lead.account_id is None:
+        lead.account_id = resolve_account(session, actor, norm)
+    b, a = changes(before, snapshot(lead))
+    if a:
+        lead.version += 1
+        lead.updated_at = utcnow()
+        record(session, actor, "lead", lead.id, "update", before=b, after=a, reason=reason)
+
+
+@dataclass
+class BatchItemResult:
+    index: int
+    status: Literal["created", "updated", "error"]
+    lead_id: int | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def create_leads_batch(
+    session: Session,
+    actor: Principal,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    on_duplicate: Literal["error", "update"] = "update",
+) -> list[BatchItemResult]:
+    """Create many leads; each item is all-or-nothing (a savepoint), and one bad item does not
+    stop the others. Results come back in input order."""
+
+    _require(actor, Perm.LEADS_WRITE)
+    results: list[BatchItemResult] = []
+    for i, item in enumerate(items):
+        try:
+            with session.begin_nested():
+                res = create_lead(session, actor, item, on_duplicate=on_duplicate)
+            results.append(BatchItemResult(i, "created" if res.created else "updated", res.lead.id))
+        except InvalidInput as exc:
+            errs = exc.extra.get("errors") or [{"loc": exc.loc, "msg": exc.reason}]
+            results.append(BatchItemResult(i, "error", None, errs))
+        except Duplicate as exc:
+            results.append(
+                BatchItemResult(
+                    i, "error", exc.extra.get("lead_id"), [{"loc": ["email"], "msg": exc.message}]
+                )
+            )
+        except lifecycle.LifecycleError as exc:
+            results.append(BatchItemResult(i, "error", None, [{"loc": ["stage"], "msg": exc.message}]))
+    return results
+
+
+# --------------------------------------------------------------------------------- update
+
+
+def _check_version(lead: Lead, expected: int | None) -> None:
+    if expected is not None and expected != lead.version:
+        raise StaleVersion(
+            f"lead {lead.id} was changed by someone else (your version {expected}, current {lead.version}); "
+            "reload and retry",
+            current_version=lead.version,
+        )
+
+
+def _bump(session: Session, lead: Lead, expected: int) -> None:
+    """Compare-and-set on version in SQL, so two concurrent writers cannot both win even when
+    both read the same version before either committed."""
+
+    now = utcnow()
+    res = session.execute(
+        update(Lead)
+        .where(Lead.id == lead.id, Lead.version == expected)
+        .values(version=expected + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        session.expire(lead)
+        raise StaleVersion(f"lead {lead.id} was changed by someone else; reload and retry")
+    lead.version = expected + 1
+    lead.updated_at = now
+
+
+def update_lead(
+    session: Session,
+    actor: Principal,
+    lead_id: int,
+    data: Mapping[str, Any],
+    *,
+    expected_version: int,
+    reason: str | None = None,
+) -> Lead:
+    _require(actor, Perm.LEADS_WRITE)
+    lead = get_lead(session, actor, lead_id)
+    _check_version(lead, expected_version)
+    _unknown_fields(data)
+    norm = normalize_lead(data, require_contact=False)
+    _raise_field_errors(norm)
+    values = norm.values
+    if "email" in data and values.get("email") and values["email"] != lead.email:
+        other = session.scalar(select(Lead.id).where(Lead.email == values["email"], Lead.id != lead.id))
+        if other is not None:
+            raise Duplicate(
+                f"lead {other} already has email {values['email']}; merge them instead", lead_id=other
+            )
+    if "email" in data and not values.get("email") and not (values.get("phone_raw") or lead.phone_raw):
+        raise InvalidInput("email", "an email or a phone number is required")
+    if "owner_id" in data:
+        _check_owner(session, actor, data["owner_id"])
+        values["owner_id"] = data["owner_id"]
+    if "account_id" in data:
+        if data["account_id"] is not None and session.get(Account, data["account_id"]) is None:
+            raise InvalidInput("account_id", f"no account with id {data['account_id']}")
+        values["account_id"] = data["account_id"]
+    elif norm.account_domain or norm.company_key:
+        values["account_id"] = resolve_account(session, actor, norm)
+    if "attributes" in data:
+        if data["attributes"] is not None and not isinstance(data["attributes"], dict):
+            raise InvalidInput("attributes", "must be an object")
+        values["attributes"] = data["attributes"]
+    before = snapshot(lead)
+    for key, value in values.items():
+        setattr(lead, key, value)
+    b, a = changes(before, snapshot(lead))
+    if not a and "attributes" not in data:
+        return lead
+    _bump(session, lead, expected_version)
+    record(session, actor, "lead", lead.id, "update", before=b, after=a, reason=reason)
+    if "owner_id" in a:
+        emit(session, "lead.assigned", lead_id=lead.id, owner_id=lead.owner_id, previous=b.get("owner_id"))
+    return lead
+
+
+# --------------------------------------------------------------------------------- transitions
+
+
+def transition_lead(
+    session: Session,
+    actor: Principal,
+    lead_id: int,
+    target: Stage,
+    *,
+    evidence: Evidence | None = None,
+    reason: str | None = None,
+    bad_reason: BadReason | None = None,
+    expected_version: int | None = None,
+    at: datetime | None = None,
+) -> Lead:
+    """Move a lead to another lifecycle stage, with the evidence the move requires.
+
+    Raises lifecycle.IllegalTransition / MissingEvidence (409 with the legal moves listed),
+    StaleVersion, Forbidden (marketing cannot make sales moves)."""
+
+    _require(actor, Perm.LEADS_TRANSITION)
+    lead = get_lead(session, actor, lead_id)
+    if lead.merged_into_id is not None:
+        raise InvalidInput("lead_id", f"lead {lead_id} was merged into lead {lead.merged_into_id}")
+    _check_version(lead, expected_version)
+    if not actor.can_move_to(target):
+        raise Forbidden(f"role {actor.role.value} cannot move leads to {target.value}; sales does that")
+    move = lifecycle.transition(
+        Stage(lead.stage),
+        target,
+        origin=Origin(lead.origin),
+        evidence=evidence,
+        reason=reason,
+        bad_reason=bad_reason,
+    )
+    before = {"stage": lead.stage, "status_reason": lead.status_reason, "bad_reason": lead.bad_reason}
+    when = at or utcnow()
+    _bump(session, lead, lead.version)
+    lead.stage = move.target.value
+    lead.status_reason = move.reason
+    lead.bad_reason = move.bad_reason.value if move.bad_reason else None
+    lead.stage_changed_at = when
+    ev = lifecycle.evidence_to_dict(move.evidence)
+    session.add(
+        StageChange(
+            lead_id=lead.id,
+            from_stage=before["stage"],
+            to_stage=lead.stage,
+            at=when,
+            actor_id=actor.user_id,
+            reason=move.reason,
+            evidence=ev,
+        )
+    )
+    after = {"stage": lead.stage, "status_reason": lead.status_reason, "bad_reason": lead.bad_reason}
+    record(
+        session,
+        actor,
+        "lead",
+        lead.id,
+        "stage_change",
+        before=before,
+        after=after,
+        reason=reason,
+        evidence=ev,
+    )
+    emit(session, "lead.stage_changed", lead_id=lead.id, source=before["stage"], target=lead.stage)
+    return lead
+
+
+# --------------------------------------------------------------------------------- merge
+
+_FUNNEL_RANK = {s: i for i, s in enumerate(lifecycle.FUNNEL)}
+
+
+def merge_leads(
+    session: Session, actor: Principal, winner_id: int, loser_id: int, *, reason: str | None = None
+) -> Lead:
+    """Merge ``loser`` into ``winner``: the winner keeps its values and gains the loser's where
+    it has none; the loser's activities move over; both stage histories and audit trails stay
+    readable from the winner; the loser remains as a tombstone pointing at the winner."""
+
+    _require(actor, Perm.LEADS_MERGE)
+    if winner_id == loser_id:
+        raise InvalidInput("loser_id", "cannot merge a lead into itself")
+    winner = get_lead(session, actor, winner_id)
+    loser = get_lead(session, actor, loser_id)
+    for lead in (winner, loser):
+        if lead.merged_into_id is not None:
+            raise InvalidInput(
+                "lead_id", f"lead {lead.id} was already merged into lead {lead.merged_into_id}"
+            )
+    before_w, before_l = snapshot(winner), snapshot(loser)
+    loser_email = loser.email
+    loser.email = None  # frees the unique email; the address is kept in the audit trail
+    loser.merged_into_id = winner.id
+    session.flush()
+    for key in SNAPSHOT_FIELDS:
+        if key in ("stage", "status_reason", "bad_reason", "email"):
+            continue
+        if getattr(winner, key) in (None, "") and before_l.get(key) not in (None, ""):
+            setattr(winner, key, before_l[key])
+    if winner.email is None and loser_email:
+        winner.email = loser_email
+    if winner.attributes or loser.attributes:
+        winner.attributes = {**(loser.attributes or {}), **(winner.attributes or {})}
+    moved = session.execute(
+        update(Activity)
+        .where(Activity.lead_id == loser.id)
+        .values(lead_id=winner.id)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    # The further a lead got down the funnel, the more sales knows: keep the further stage.
+    w_stage, l_stage = Stage(winner.stage), Stage(loser.stage)
+    if l_stage in _FUNNEL_RANK and _FUNNEL_RANK[l_stage] > _FUNNEL_RANK.get(w_stage, -1):
+        now = utcnow()
+        session.add(
+            StageChange(
+                lead_id=winner.id,
+                from_stage=winner.stage,
+                to_stage=loser.stage,
+                at=now,
+                actor_id=actor.user_id,
+                reason=f"merged with lead {loser.id}",
+                evidence={"kind": "merge", "lead_id": loser.id},
+            )
+        )
+        winner.stage, winner.status_reason, winner.stage_changed_at = loser.stage, loser.status_reason, now
+    if loser.last_activity_at and (
+        winner.last_activity_at is None or loser.last_activity_at > winner.last_activity_at
+    ):
+        winner.last_activity_at = loser.last_activity_at
+    _bump(session, winner, winner.version)
+    _bump(session, loser, loser.version)
+    b, a = changes(before_w, snapshot(winner))
+    ev = {"kind": "merge", "winner_id": winner.id, "loser_id": loser.id, "activities_moved": moved}
+    record(session, actor, "lead", winner.id, "merge", before=b, after=a, reason=reason, evidence=ev)
+    record(
+        session,
+        actor,
+        "lead",
+        loser.id,
+        "merged_into",
+        before={"email": loser_email},
+        after={"merged_into_id": winner.id},
+        reason=reason,
+        evidence=ev,
+    )
+    emit(session, "lead.merged", winner_id=winner.id, loser_id=loser.id)
+    return winner
+
+
+# --------------------------------------------------------------------------------- queries
+
+
+@dataclass
+class LeadFilter:
+    stage: list[Stage] | None = None
+    owner_id: int | None = None
+    unassigned: bool | None = None
+    source: str | None = None
+    campaign: str | None = None
+    account_id: int | None = None
+    origin: Origin | None = None
+    country: str | None = None
+    q: str | None = None
+    email: str | None = None
+    bad_candidate: bool | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_after: datetime | None = None
+    include_merged: bool = False
+
+
+def _apply_filter(stmt: Select[Any], f: LeadFilter) -> Select[Any]:
+    if f.stage:
+        stmt = stmt.where(Lead.stage.in_([s.value for s in f.stage]))
+    if f.owner_id is not None:
+        stmt = stmt.where(Lead.owner_id == f.owner_id)
+    if f.unassigned is not None:
+        stmt = stmt.where(Lead.owner_id.is_(None) if f.unassigned else Lead.owner_id.is_not(None))
+    if f.source:
+        stmt = stmt.where(Lead.source == f.source)
+    if f.campaign:
+        stmt = stmt.where(Lead.campaign == f.campaign)
+    if f.account_id is not None:
+        stmt = stmt.where(Lead.account_id == f.account_id)
+    if f.origin is not None:
+        stmt = stmt.where(Lead.origin == f.origin.value)
+    if f.country:
+        stmt = stmt.where(Lead.country == f.country.upper())
+    if f.email:
+        stmt = stmt.where(Lead.email == f.email.strip().lower())
+    if f.q:
+        term = f.q.strip().lower()
+        like = f"{term}%"
+        stmt = stmt.where(
+            or_(
+                Lead.email.like(like),
+                func.lower(Lead.last_name).like(like),
+                func.lower(Lead.first_name).like(like),
+                func.lower(Lead.company).like(like),
+            )
+        )
+    if f.bad_candidate is not None:
+        cond = Lead.bad_candidate_reasons.is_not(None)
+        stmt = stmt.where(cond if f.bad_candidate else ~cond)
+    if f.created_after:
+        stmt = stmt.where(Lead.created_at >= f.created_after)
+    if f.created_before:
+        stmt = stmt.where(Lead.created_at < f.created_before)
+    if f.updated_after:
+        stmt = stmt.where(Lead.updated_at >= f.updated_after)
+    if not f.include_merged:
+        stmt = stmt.where(Lead.merged_into_id.is_(None))
+    return stmt
+
+
+def list_leads(
+    session: Session,
+    actor: Principal,
+    f: LeadFilter,
+    *,
+    sort: str = "id",
+    descending: bool = False,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Lead]:
+    _require(actor, Perm.LEADS_READ)
+    if sort not in SORTABLE:
+        raise InvalidInput("sort", f"must be one of {', '.join(SORTABLE)}")
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit", "must be between 1 and 1000")
+    stmt = _apply_filter(select(Lead), f)
+    vis = visibility_clause(session, actor)
+    if vis is not None:
+        stmt = stmt.where(vis)
+    column = SORTABLE[sort]
+    stmt = keyset(stmt, column, Lead.id, descending=descending, cursor=cursor, limit=limit)
+    rows = list(session.scalars(stmt))
+    return page_of(rows, limit, lambda r: (getattr(r, column.key), r.id))
+
+
+def count_leads(session: Session, actor: Principal, f: LeadFilter) -> int:
+    _require(actor, Perm.LEADS_READ)
+    stmt = _apply_filter(select(func.count()).select_from(Lead), f)
+    vis = visibility_clause(session, actor)
+    if vis is not None:
+        stmt = stmt.where(vis)
+    return int(session.scalar(stmt) or 0)
+
+
+def _history_ids(session: Session, lead: Lead) -> list[int]:
+    """The lead and every lead merged into it (recursively): their histories are one."""
+
+    ids = [lead.id]
+    frontier = [lead.id]
+    while frontier:
+        frontier = list(session.scalars(select(Lead.id).where(Lead.merged_into_id.in_(frontier))))
+        ids.extend(frontier)
+    return ids
+
+
+def lead_audit(session: Session, actor: Principal, lead_id: int, *, limit: int = 500) -> list[AuditEntry]:
+    _require(actor, Perm.AUDIT_READ)
+    lead = get_lead(session, actor, lead_id)
+    ids = _history_ids(session, lead)
+    stmt = (
+        select(AuditEntry)
+        .where(AuditEntry.entity_type == "lead", AuditEntry.entity_id.in_(ids))
+        .order_by(AuditEntry.id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def stage_history(session: Session, actor: Principal, lead_id: int) -> list[StageChange]:
+    lead = get_lead(session, actor, lead_id)
+    ids = _history_ids(session, lead)
+    stmt = select(StageChange).where(StageChange.lead_id.in_(ids)).order_by(StageChange.at, StageChange.id)
+    return list(session.scalars(stmt))
+
+
+def visible_lead_ids(session: Session, actor: Principal, ids: Sequence[int]) -> set[int]:
+    """Which of ``ids`` the actor may see (for bulk paths such as event ingest)."""
+
+    if not ids:
+        return set()
+    stmt = select(Lead.id).where(Lead.id.in_(ids))
+    vis = visibility_clause(session, actor)
+    if vis is not None:
+        stmt = stmt.where(vis)
+    return set(session.scalars(stmt))
+
+
+def delete_lead(session: Session, actor: Principal, lead_id: int, *, reason: str | None = None) -> None:
+    """Erase a lead: its row, activities and stage history go; the audit trail keeps a tombstone
+    with no personal data (earlier entries about the lead are redacted)."""
+
+    _require(actor, Perm.LEADS_DELETE)
+    lead = get_lead(session, actor, lead_id)
+    session.execute(
+        update(AuditEntry)
+        .where(AuditEntry.entity_type == "lead", AuditEntry.entity_id == lead.id)
+        .values(before=None, after=None, evidence=None, reason="[erased]")
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(delete(Activity).where(Activity.lead_id == lead.id))
+    session.execute(delete(StageChange).where(StageChange.lead_id == lead.id))
+    session.execute(
+        update(Lead)
+        .where(Lead.merged_into_id == lead.id)
+        .values(merged_into_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    session.delete(lead)
+    session.flush()
+    record(session, actor, "lead", lead_id, "erase", reason=reason)
+    emit(session, "lead.erased", lead_id=lead_id)

@@ -1,0 +1,83 @@
+"""Shared fixtures: a real, migrated database (SQLite file by default; PostgreSQL when
+LEADFLOW_TEST_DATABASE_URL is set), emptied between tests, and an API client per role."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from leadflow.api import create_app
+from leadflow.auth import service as auth
+from leadflow.auth.models import Role
+from leadflow.auth.principal import SYSTEM, Principal
+from leadflow.db.base import Base, Database
+from leadflow.db.migrate import upgrade
+
+
+def _url(tmp_root: Path) -> str:
+    return os.environ.get("LEADFLOW_TEST_DATABASE_URL") or f"sqlite:///{tmp_root / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    db = Database(_url(tmp_path_factory.mktemp("db")))
+    if db.dialect == "postgresql":
+        # A clean schema per run: the test command hands us a throwaway database.
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    upgrade(db.engine)
+    yield db
+    db.dispose()
+
+
+def _truncate(db: Database) -> None:
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for name in tables:
+                conn.execute(text(f"DELETE FROM {name}"))
+            if conn.execute(text("SELECT 1 FROM sqlite_master WHERE name='sqlite_sequence'")).first():
+                conn.execute(text("DELETE FROM sqlite_sequence"))
+
+
+@pytest.fixture
+def db(database: Database) -> Iterator[Database]:
+    _truncate(database)
+    yield database
+
+
+@dataclass
+class Actor:
+    user_id: int
+    token: str
+    principal: Principal
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def make_user(db: Database, name: str, role: Role, team: str | None = None) -> Actor:
+    with db.transaction() as s:
+        user = auth.create_user(s, SYSTEM, name=name, email=f"{name.lower()}@leadflow-test.io", role=role, team=team)
+        issued = auth.create_token(s, SYSTEM, user.id, name="test")
+        return Actor(user.id, issued.token, auth.principal_for(user))
+
+
+@pytest.fixture
+def admin(db: Database) -> Actor:
+    return make_user(db, "Admin", Role.ADMIN)
+
+
+@pytest.fixture
+def client(db: Database) -> Iterator[TestClient]:
+    with TestClient(create_app(db)) as c:
+        yield c
