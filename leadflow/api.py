@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import text
 
@@ -51,7 +52,8 @@ def create_app(db: Database | None = None) -> FastAPI:
         if owned:
             database.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc assets are served from the installed package, never from a CDN.
+    app = FastAPIOffline(
         title="Leadflow",
         version=__version__,
         description=DESCRIPTION,
