@@ -136,7 +136,13 @@ class Imported:
 
 
 Evidence = (
-    ScoreThreshold | MarketingReview | NeedsAssessment | DiscoveryCall | OpportunityOpened | DealWon | Imported
+    ScoreThreshold
+    | MarketingReview
+    | NeedsAssessment
+    | DiscoveryCall
+    | OpportunityOpened
+    | DealWon
+    | Imported
 )
 
 EVIDENCE_TYPES: dict[str, type[Any]] = {
@@ -244,7 +250,9 @@ class IllegalTransition(LifecycleError):
 class MissingEvidence(LifecycleError):
     code = "missing_evidence"
 
-    def __init__(self, message: str, *, current: Stage, target: Stage, legal: list[Stage], required: list[str]):
+    def __init__(
+        self, message: str, *, current: Stage, target: Stage, legal: list[Stage], required: list[str]
+    ):
         super().__init__(message, current=current, target=target, legal=legal)
         self.required = required
 
@@ -284,6 +292,19 @@ def _check_requirements(
     if rule.evidence and (evidence is None or evidence.kind not in rule.evidence):
         raise MissingEvidence(
             f"moving to {target.value} needs evidence of kind {' or '.join(rule.evidence)}",
+            current=cur,
+            target=target,
+            legal=legal,
+            required=list(rule.evidence),
+        )
+    # A score under the threshold is evidence against MQL ("not >=" also refuses a NaN score).
+    if (
+        isinstance(evidence, ScoreThreshold)
+        and target is Stage.MQL
+        and not evidence.score >= evidence.threshold
+    ):
+        raise MissingEvidence(
+            f"the score {evidence.score} is below the MQL threshold {evidence.threshold}",
             current=cur,
             target=target,
             legal=legal,
@@ -402,6 +423,12 @@ def evidence_from_dict(data: Mapping[str, Any] | None) -> Evidence | None:
     if cls is None:
         raise ValueError(f"unknown evidence kind {kind!r}; expected one of {', '.join(EVIDENCE_TYPES)}")
     fields = {k: v for k, v in data.items() if k != "kind"}
+    # JSON types are not checked by the dataclasses: "qualified": "false" must not count as true.
+    if "qualified" in fields and not isinstance(fields["qualified"], bool):
+        raise ValueError(f"evidence of kind {kind}: qualified must be true or false")
+    for name in ("score", "threshold"):
+        if name in fields and (isinstance(fields[name], bool) or not isinstance(fields[name], int | float)):
+            raise ValueError(f"evidence of kind {kind}: {name} must be a number")
     if "signals" in fields and isinstance(fields["signals"], list):
         fields["signals"] = tuple(fields["signals"])
     if "held_at" in fields and isinstance(fields["held_at"], str):
