@@ -155,6 +155,10 @@ def _fast_email(value: str) -> str | None:
     tld = domain.rsplit(".", 1)[1]
     if tld in _SPECIAL_TLDS:
         return None
+    # Hyphens in a label's 3rd and 4th places: Punycode ("xn--", shown in Unicode by
+    # email-validator, and refused when not valid IDNA) or an invalid R-LDH label ("ab--cd").
+    if "--" in domain and any(label[2:4] == "--" for label in domain.split(".")):
+        return None
     return value
 
 
@@ -212,6 +216,7 @@ def normalize_phone(raw: str, country: str | None = None) -> Phone:
     value = raw.strip()
     if not value:
         return Phone(None, "", None)
+    country = country.strip().upper() if country else None  # phonenumbers wants "DE", not "de"
     try:
         num = phonenumbers.parse(value, country)
     except phonenumbers.NumberParseException as exc:
@@ -248,6 +253,10 @@ _COUNTRY_ALIASES = {
 }
 
 
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+
+
 @lru_cache(maxsize=4096)
 def normalize_country(raw: str) -> str:
     """ISO 3166-1 alpha-2 code from a code, alpha-3 code or English name."""
@@ -265,6 +274,14 @@ def normalize_country(raw: str) -> str:
             matches = pycountry.countries.search_fuzzy(value)
         except LookupError:
             raise ContactError("country", f"{value!r} is not a known country") from None
+        # The fuzzy search also matches inside subdivision names ("none" gave Italy, "xx" Malta):
+        # keep only countries whose own English name contains what was typed.
+        folded = _fold(value)
+        matches = [
+            c
+            for c in matches
+            if any(folded in _fold(getattr(c, a, "")) for a in ("name", "official_name", "common_name"))
+        ]
         if len(matches) != 1:
             raise ContactError("country", f"{value!r} is not a known country") from None
         country = matches[0]
@@ -298,7 +315,6 @@ _LEGAL_SUFFIXES = frozenset(
         "inc",
         "incorporated",
         "llc",
-        "l.l.c",
         "ltd",
         "limited",
         "corp",
@@ -331,14 +347,16 @@ _LEGAL_SUFFIXES = frozenset(
     ]
 )
 _NON_WORD = re.compile(r"[^\w\s&]+")
+_DOTTED_INITIALS = re.compile(r"\b(?:\w\.){2,}")  # "L.L.C.", "S.A.", "J.P."
 
 
 def normalize_company(raw: str) -> str:
     """A matching key for company names: "ACME, Inc." and "Acme Incorporated" give "acme"."""
 
     value = unicodedata.normalize("NFKD", raw).encode("ascii", "ignore").decode() or raw
-    words = _NON_WORD.sub(" ", value.lower()).split()
-    while len(words) > 1 and words[-1] in _LEGAL_SUFFIXES:
+    value = _DOTTED_INITIALS.sub(lambda m: m.group().replace(".", ""), value.lower())
+    words = _NON_WORD.sub(" ", value).split()
+    while len(words) > 1 and (words[-1] in _LEGAL_SUFFIXES or words[-1] == "&"):  # "GmbH & Co. KG"
         words.pop()
     if words and words[0] == "the" and len(words) > 1:
         words.pop(0)
