@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -106,6 +106,8 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
                     {"index": i, "loc": ["occurred_at"], "msg": "is not an ISO 8601 timestamp"}
                 )
                 continue
+        if occurred.tzinfo is None:  # no offset means UTC (as stored); never compare naive with aware
+            occurred = occurred.replace(tzinfo=UTC)
         props = it.get("properties")
         if props is not None and not isinstance(props, dict):
             result.errors.append({"index": i, "loc": ["properties"], "msg": "must be an object"})
