@@ -492,6 +492,20 @@ class Generator:
             raise RuntimeError(f"no valid demo phone number for {country}")
         return out
 
+    def office(self, t: datetime, territory: str, lo: datetime, hi: datetime) -> datetime:
+        """``t`` moved to a weekday between 08:00 and 18:00 in the team's main time zone
+        (CET for EMEA, US Eastern for the Americas, both as fixed UTC offsets), or ``t`` itself
+        when the moved time would fall outside ``(lo, hi)``."""
+
+        start_utc = 7 if territory == "EMEA" else 13
+        day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+        if day.weekday() == 5:  # Saturday to Friday, Sunday to Monday
+            day -= timedelta(days=1)
+        elif day.weekday() == 6:
+            day += timedelta(days=1)
+        moved = day + timedelta(hours=start_utc + self.rng.uniform(0, 10))
+        return moved if lo < moved < hi else t
+
     # ----------------------------------------------------------------------------- leads
 
     def make_leads(self) -> list[LeadPlan]:
@@ -854,6 +868,11 @@ class Generator:
         times = [created]
         for g in gaps:
             times.append(times[-1] + timedelta(days=g))
+        # Sales moves happen in the rep's office hours (when that keeps the order of events).
+        for i in range(1, len(times)):
+            if path[i] in ADVANCED:
+                upper = times[i + 1] if i + 1 < len(times) else self.now
+                times[i] = self.office(times[i], lead.territory, times[i - 1], upper)
 
         reached = set(path)
         owned = lead.origin is Origin.SALES or bool(reached & ADVANCED)
@@ -973,7 +992,7 @@ class Generator:
         rng = self.rng
         acc = self.accounts[lead.account] if lead.account is not None else None
         size = acc.employee_count if acc else 20
-        budget = max(3000, round(size * rng.uniform(8, 30), -3))
+        budget = int(min(500_000, max(3_000, round(size * rng.uniform(8, 30), -3))))
         met = {"budget": True, "authority": True, "need": True, "timeline": True}
         if not qualified:
             for key in rng.sample(list(met), rng.randint(1, 2)):
@@ -1132,9 +1151,21 @@ class Activities:
         self.items: list[ActivityPlan] = []
         self.engagement = math.exp(gen.rng.uniform(-0.5, 0.5))
 
-    def add(self, kind: str, at: datetime, actor: int | None = None, **props: Any) -> None:
+    def add(
+        self,
+        kind: str,
+        at: datetime,
+        actor: int | None = None,
+        *,
+        within: tuple[datetime, datetime] | None = None,
+        **props: Any,
+    ) -> None:
+        """Record one activity; a rep's touch moves into office hours when ``within`` allows."""
+
         if kind not in ACTIVITY_TYPES:
             raise ValueError(f"unknown activity type {kind!r}")
+        if within is not None and kind in REP_TYPES:
+            at = self.gen.office(at, self.lead.territory, *within)
         if at > self.gen.now:
             return
         at = max(at, self.lead.created_at)
@@ -1229,9 +1260,11 @@ class Activities:
             days = (end - start).total_seconds() / 86400
             n = min(cap, rng.poisson(rate * days * self.engagement))
             for _ in range(n):
-                self.add(rng.weighted(mix), rng.between(start, end))
+                self.add(rng.weighted(mix), rng.between(start, end), within=(start, end))
             if step.stage is Stage.CUSTOMER:
-                self.add("meeting", start + rng.days(3, 14), title="Kickoff", duration_min=60)
+                self.add(
+                    "meeting", start + rng.days(3, 14), within=(start, end), title="Kickoff", duration_min=60
+                )
         self.unsubscribe()
 
     def capture(self) -> None:
@@ -1283,6 +1316,8 @@ class Activities:
         def back(lo: float, hi: float) -> datetime:
             return at - timedelta(days=min(rng.uniform(lo, hi), window * 0.95))
 
+        span = (since, at)
+
         ev = step.evidence
         if isinstance(ev, ScoreThreshold):
             for _ in range(rng.randint(3, 6)):
@@ -1305,21 +1340,21 @@ class Activities:
             )
         elif isinstance(ev, NeedsAssessment):
             for _ in range(rng.randint(0, 2)):
-                self.add("email_sent", back(1, 6), subject="Following up on your interest")
+                self.add("email_sent", back(1, 6), within=span, subject="Following up on your interest")
             if rng.chance(0.4):
-                self.add("call", back(0.5, 4), outcome="voicemail")
+                self.add("call", back(0.5, 4), within=span, outcome="voicemail")
             self.add(
                 "call",
                 back(0.01, 0.3),
+                within=span,
                 outcome="connected",
                 purpose="needs_assessment",
                 duration_s=rng.randint(900, 1800),
             )
         elif isinstance(ev, DiscoveryCall):
             held = ev.held_at or at
-            self.add(
-                "email_sent", held - timedelta(days=rng.uniform(1, 5)), subject="Invitation: discovery call"
-            )
+            invite = max(since, held - timedelta(days=rng.uniform(1, 5)))
+            self.add("email_sent", invite, within=(since, held), subject="Invitation: discovery call")
             self.add("meeting", held, title="Discovery call", purpose="discovery_call", duration_min=30)
         elif isinstance(ev, OpportunityOpened):
             for signal in ev.signals:
@@ -1333,11 +1368,11 @@ class Activities:
                 elif signal == "trial_start":
                     self.add("trial_start", when, plan=rng.choice(data.PLANS), seats=rng.choice((5, 10, 25)))
                 else:
-                    self.add("meeting", when, title="Decision timeline review", duration_min=45)
+                    self.add("meeting", when, within=span, title="Decision timeline review", duration_min=45)
         elif isinstance(ev, DealWon):
-            self.add("meeting", back(5, 20), title="Commercial negotiation", duration_min=60)
-            self.add("email_sent", back(0.5, 4), subject="Order form for signature")
-            self.add("note", back(0.01, 0.5), text="Signed order form received by email")
+            self.add("meeting", back(5, 20), within=span, title="Commercial negotiation", duration_min=60)
+            self.add("email_sent", back(0.5, 4), within=span, subject="Order form for signature")
+            self.add("note", back(0.01, 0.5), within=span, text="Signed order form received by email")
 
     def unsubscribe(self) -> None:
         lead, rng = self.lead, self.rng
