@@ -144,7 +144,7 @@ def demo(
     if existing == 0:
         with console.status(f"Loading {leads_count:,} demo leads with accounts and engagement history..."):
             summary = load_demo(db, leads=leads_count)
-        console.print(f"[green]demo data loaded:[/] {summary}")
+        console.print(f"[green]demo data loaded:[/] {summary}", soft_wrap=True)
     else:
         console.print(f"database already holds {existing:,} leads; keeping them")
     with db.transaction() as s:
@@ -156,10 +156,13 @@ def demo(
         issued = auth.create_token(s, actor_for(db, None), admin.id, name="demo")
         admin_email = admin.email
     console.print(f"admin user: [bold]{admin_email}[/]")
-    console.print(f"admin API token: [bold yellow]{issued.token}[/]")
+    console.print(f"admin API token: [bold yellow]{issued.token}[/]", soft_wrap=True)
     settings = get_settings()
     h, p = host or settings.host, port or settings.port
-    console.print(f'try: curl -H "Authorization: Bearer {issued.token}" http://{h}:{p}/api/leads?limit=5')
+    console.print(
+        f'try: curl -H "Authorization: Bearer {issued.token}" "http://{h}:{p}/api/leads?limit=5"',
+        soft_wrap=True,
+    )
     if serve_after:
         serve(host=h, port=p)
 
