@@ -734,26 +734,34 @@ def visible_lead_ids(session: Session, actor: Principal, ids: Sequence[int]) -> 
 
 
 def delete_lead(session: Session, actor: Principal, lead_id: int, *, reason: str | None = None) -> None:
-    """Erase a lead: its row, activities and stage history go; the audit trail keeps a tombstone
-    with no personal data (earlier entries about the lead are redacted)."""
+    """Erase a lead and the leads merged into it: their rows, activities and stage history go;
+    the audit trail keeps a tombstone per lead with no personal data (earlier entries about the
+    leads are redacted)."""
 
     _require(actor, Perm.LEADS_DELETE)
     lead = get_lead(session, actor, lead_id)
+    # Leads merged into this one are the same person: they are erased with it, or erasing the
+    # winner would bring the duplicates (names, phone, old address) back as live leads.
+    ids = _history_ids(session, lead)
     session.execute(
         update(AuditEntry)
-        .where(AuditEntry.entity_type == "lead", AuditEntry.entity_id == lead.id)
+        .where(AuditEntry.entity_type == "lead", AuditEntry.entity_id.in_(ids))
         .values(before=None, after=None, evidence=None, reason="[erased]")
         .execution_options(synchronize_session=False)
     )
-    session.execute(delete(Activity).where(Activity.lead_id == lead.id))
-    session.execute(delete(StageChange).where(StageChange.lead_id == lead.id))
+    session.execute(delete(Activity).where(Activity.lead_id.in_(ids)))
+    session.execute(delete(StageChange).where(StageChange.lead_id.in_(ids)))
     session.execute(
         update(Lead)
-        .where(Lead.merged_into_id == lead.id)
+        .where(Lead.merged_into_id.in_(ids))
         .values(merged_into_id=None)
         .execution_options(synchronize_session=False)
     )
+    session.execute(
+        delete(Lead).where(Lead.id.in_(ids), Lead.id != lead.id).execution_options(synchronize_session=False)
+    )
     session.delete(lead)
     session.flush()
-    record(session, actor, "lead", lead_id, "erase", reason=reason)
-    emit(session, "lead.erased", lead_id=lead_id)
+    for erased_id in ids:
+        record(session, actor, "lead", erased_id, "erase", reason=reason)
+        emit(session, "lead.erased", lead_id=erased_id)
