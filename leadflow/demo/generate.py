@@ -371,13 +371,9 @@ class Generator:
                 tld = rng.choice(("io", "com", "ai", tld))
             elif tld != "com" and rng.chance(0.25):
                 tld = "com"
-            style = rng.weighted(((0, 45), (1, 35), (2, 10), (3, 10)))
-            label = [
-                _ascii(stem),
-                f"{_ascii(stem)}-{_ascii(word)}",
-                f"{_ascii(stem)}{_ascii(word)}",
-                f"get{_ascii(stem)}",
-            ][style]
+            # Two-word labels: invented, and unlike one-word brands unlikely to be a famous site.
+            joiner = "-" if rng.chance(0.6) else ""
+            label = f"{_ascii(stem)}{joiner}{_ascii(word)}"
             domain = f"{label}.{tld}"
             if domain in domains or is_free_mail(domain) or is_disposable(domain):
                 continue
