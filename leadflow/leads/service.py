@@ -225,6 +225,10 @@ def create_lead(
     error (409 naming it) or, with ``on_duplicate="update"``, filled in and returned."""
 
     _require(actor, Perm.LEADS_WRITE)
+    # Starting a lead at a sales stage is the same decision as moving it there (imports excepted:
+    # they carry another system's history).
+    if not actor.can_move_to(stage) and not isinstance(evidence, lifecycle.Imported):
+        raise Forbidden(f"role {actor.role.value} cannot create leads at {stage.value}; sales does that")
     _unknown_fields(data)
     norm = normalize_lead(data)
     _raise_field_errors(norm)
