@@ -91,7 +91,8 @@ pg_cleanup() {
     fi
 }
 trap pg_cleanup EXIT
-trap 'pg_cleanup; trap - EXIT; exit 130' INT TERM
+trap 'pg_cleanup; trap - EXIT; exit 130' INT
+trap 'pg_cleanup; trap - EXIT; exit 143' TERM
 
 pg_skip() {
     loud "PostgreSQL run SKIPPED: $*"
