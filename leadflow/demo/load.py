@@ -108,7 +108,32 @@ def _insert_returning_ids(session: Session, model: Any, rows: list[dict[str, Any
     return list(session.scalars(stmt, rows).all())
 
 
+def _copy_postgresql(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: COPY the rows in the session's transaction (psycopg's row-by-row pipelined
+    executemany takes ~5 s for the activities; COPY well under one)."""
+
+    from psycopg import sql
+    from psycopg.types.json import Jsonb
+
+    table = model.__table__
+    cols = list(rows[0])
+    json_cols = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+    )
+    conn = session.connection().connection.driver_connection
+    assert conn is not None
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        for row in rows:
+            copy.write_row([Jsonb(row[c]) if c in json_cols and row[c] is not None else row[c] for c in cols])
+
+
 def _insert(session: Session, model: Any, rows: list[dict[str, Any]], chunk: int = 20_000) -> int:
+    if not rows:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        _copy_postgresql(session, model, rows)
+        return len(rows)
     stmt = _insert_stmt(model)
     for start in range(0, len(rows), chunk):
         session.execute(stmt, rows[start : start + chunk])
