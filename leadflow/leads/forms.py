@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from leadflow.audit.service import record
-from leadflow.auth.models import Role
+from leadflow.auth.models import Role, User
 from leadflow.auth.principal import Perm, Principal
 from leadflow.core.engagement import ActivityType
 from leadflow.errors import Forbidden, InvalidInput, NotFound
@@ -48,6 +48,10 @@ def create_form(
         raise Forbidden("only marketing and admins manage web forms")
     if not name.strip():
         raise InvalidInput("name", "is empty")
+    if owner_id is not None:
+        owner = session.get(User, owner_id)
+        if owner is None or not owner.active:
+            raise InvalidInput("owner_id", f"no active user with id {owner_id}")
     form = WebForm(
         key=secrets.token_urlsafe(12),
         name=name.strip(),
