@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from leadflow.audit.service import changes, record
+from leadflow.auth.models import User
 from leadflow.auth.principal import Perm, Principal
 from leadflow.core.contact import ContactError, normalize_company, normalize_country, normalize_domain
 from leadflow.db.base import utcnow
@@ -59,11 +60,20 @@ def _normalize(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_owner(session: Session, values: Mapping[str, Any]) -> None:
+    owner_id = values.get("owner_id")
+    if owner_id is not None:
+        owner = session.get(User, owner_id)
+        if owner is None or not owner.active:
+            raise InvalidInput("owner_id", f"no active user with id {owner_id}")
+
+
 def create_account(session: Session, actor: Principal, data: Mapping[str, Any]) -> Account:
     _require(actor, Perm.ACCOUNTS_WRITE)
     if "name" not in data:
         raise InvalidInput("name", "is required")
     values = _normalize(data)
+    _check_owner(session, values)
     if values.get("domain") and session.scalar(select(Account.id).where(Account.domain == values["domain"])):
         raise Conflict(f"an account with domain {values['domain']} exists")
     account = Account(**values)
@@ -89,6 +99,7 @@ def update_account(
     if account.version != expected_version:
         raise StaleVersion(f"account {account_id} was changed by someone else; reload and retry")
     values = _normalize(data)
+    _check_owner(session, values)
     if values.get("domain") and session.scalar(
         select(Account.id).where(Account.domain == values["domain"], Account.id != account_id)
     ):
@@ -99,15 +110,17 @@ def update_account(
     b, a = changes(before, snapshot(account))
     if not a:
         return account
+    now = utcnow()
     res = session.execute(
         update(Account)
         .where(Account.id == account_id, Account.version == expected_version)
-        .values(version=expected_version + 1, updated_at=utcnow())
+        .values(version=expected_version + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     if res.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleVersion(f"account {account_id} was changed by someone else; reload and retry")
     account.version = expected_version + 1
+    account.updated_at = now
     record(session, actor, "account", account.id, "update", before=b, after=a)
     return account
 
