@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import phonenumbers
+
 from leadflow.core import lifecycle
 from leadflow.core.contact import (
     Phone,
@@ -354,7 +356,10 @@ class Generator:
         keys: set[str] = set()
         domains: set[str] = set()
         rep_turn = dict.fromkeys(data.TEAMS, 0)
-        while len(self.accounts) < count:
+        attempts = 0
+        # The word lists allow a few thousand distinct names; past that, stop (more leads per account).
+        while len(self.accounts) < count and attempts < 50 * count:
+            attempts += 1
             country = rng.weighted(countries)
             territory, _, _, _, suffixes, tld = data.COUNTRIES[country]
             industry = rng.choice(industries)
@@ -456,8 +461,6 @@ class Generator:
         return self.rng.choice(pool)
 
     def _phone_pool(self, country: str) -> list[tuple[str, str]]:
-        import phonenumbers
-
         rng = self.rng
         out: list[tuple[str, str]] = []
         candidates: list[str] = []
