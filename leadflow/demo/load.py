@@ -19,14 +19,18 @@ from leadflow.core.lifecycle import Origin, Stage, evidence_to_dict
 from leadflow.db.base import Base, Database, utcnow
 from leadflow.demo.data import DEMO_PASSWORD
 from leadflow.demo.generate import DemoData, LeadPlan, generate
+from leadflow.errors import Conflict
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
 from leadflow.leads.service import SNAPSHOT_FIELDS
 
 SYSTEM_LABEL = "system"
 
 
-class DemoError(RuntimeError):
-    """The demo data cannot be loaded (e.g. the database already holds data)."""
+class DemoError(Conflict):
+    """The demo data cannot be loaded: the database already holds data. A domain error, so the
+    CLI prints it as one line (exit code 2) rather than a traceback."""
+
+    code = "demo_database_not_empty"
 
 
 @dataclass(frozen=True)
