@@ -27,8 +27,9 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-# JSON on SQLite, JSONB on PostgreSQL (indexable, compact).
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+# JSON on SQLite, JSONB on PostgreSQL (indexable, compact). Python None is stored as SQL NULL,
+# not as the JSON text 'null', so IS NULL filters mean what they say.
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, String, and_, cast, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from leadflow.audit.models import AuditEntry
@@ -645,9 +645,7 @@ def _apply_filter(stmt: Select[Any], f: LeadFilter) -> Select[Any]:
             )
         )
     if f.bad_candidate is not None:
-        # The JSON column stores "no reasons" (None) as JSON null, which IS NOT NULL in SQL.
-        reasons = Lead.bad_candidate_reasons
-        cond = and_(reasons.is_not(None), cast(reasons, String) != "null")
+        cond = Lead.bad_candidate_reasons.is_not(None)
         stmt = stmt.where(cond if f.bad_candidate else ~cond)
     if f.created_after:
         stmt = stmt.where(Lead.created_at >= f.created_after)
