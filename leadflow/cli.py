@@ -141,12 +141,16 @@ def demo(
     db = open_db()
     with db.transaction() as s:
         existing = int(s.scalar(select(func.count()).select_from(Lead)) or 0)
-    if existing == 0:
+        users = int(s.scalar(select(func.count()).select_from(User)) or 0)
+    if existing == 0 and users == 0:
         with console.status(f"Loading {leads_count:,} demo leads with accounts and engagement history..."):
             summary = load_demo(db, leads=leads_count)
         console.print(f"[green]demo data loaded:[/] {summary}", soft_wrap=True)
     else:
-        console.print(f"database already holds {existing:,} leads; keeping them")
+        console.print(
+            f"database already holds {existing:,} leads and {users:,} users; keeping them "
+            "(point LEADFLOW_DATABASE_URL at a new file for a fresh demo)"
+        )
     with db.transaction() as s:
         admin = s.scalar(select(User).where(User.role == Role.ADMIN.value).order_by(User.id).limit(1))
         if admin is None:
