@@ -403,9 +403,25 @@ def update_lead(
     lead = get_lead(session, actor, lead_id)
     _check_version(lead, expected_version)
     _unknown_fields(data)
-    norm = normalize_lead(data, require_contact=False)
+    raw = dict(data)
+    if "phone" in raw and "country" not in raw and lead.country:
+        raw["country"] = lead.country  # a national number is read in the lead's country
+    norm = normalize_lead(raw, require_contact=False)
     _raise_field_errors(norm)
     values = norm.values
+    # Bad-lead signals describe the whole contact record, not just the fields of this update.
+    values.pop("bad_candidate_reasons", None)
+    if any(k in data for k in ("email", "phone", "first_name", "last_name", "country")):
+        whole = {
+            "email": data.get("email", lead.email),
+            "phone": data.get("phone", lead.phone_raw),
+            "first_name": data.get("first_name", lead.first_name),
+            "last_name": data.get("last_name", lead.last_name),
+            "country": raw.get("country", lead.country),
+        }
+        values["bad_candidate_reasons"] = normalize_lead(whole, require_contact=False).values.get(
+            "bad_candidate_reasons"
+        )
     if "email" in data and values.get("email") and values["email"] != lead.email:
         other = session.scalar(select(Lead.id).where(Lead.email == values["email"], Lead.id != lead.id))
         if other is not None:
