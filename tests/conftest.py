@@ -67,7 +67,9 @@ class Actor:
 
 def make_user(db: Database, name: str, role: Role, team: str | None = None) -> Actor:
     with db.transaction() as s:
-        user = auth.create_user(s, SYSTEM, name=name, email=f"{name.lower()}@leadflow-test.io", role=role, team=team)
+        user = auth.create_user(
+            s, SYSTEM, name=name, email=f"{name.lower()}@leadflow-test.io", role=role, team=team
+        )
         issued = auth.create_token(s, SYSTEM, user.id, name="test")
         return Actor(user.id, issued.token, auth.principal_for(user))
 
