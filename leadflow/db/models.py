@@ -4,6 +4,7 @@ from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
+from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
 
 __all__ = [
     "Account",
@@ -13,7 +14,11 @@ __all__ = [
     "Base",
     "ImportJob",
     "Lead",
+    "LeadScore",
+    "ScoreHistory",
+    "ScoringModelVersion",
     "StageChange",
+    "ThresholdFiring",
     "User",
     "WebForm",
 ]

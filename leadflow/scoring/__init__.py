@@ -1,0 +1,2 @@
+"""Lead scoring: versioned scoring models, scores with explanations and history, thresholds that
+act, incremental and full (set-based) rescoring."""

@@ -1,0 +1,87 @@
+"""Scoring tables: model versions, current scores, score history and threshold firings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from leadflow.db.base import Base, JSONType, UTCDateTime, utcnow
+
+
+class ScoringModelVersion(Base):
+    """One version of a scoring model document; exactly one is active at a time."""
+
+    __tablename__ = "scoring_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    active: Mapped[bool] = mapped_column(default=False, index=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LeadScore(Base):
+    """A lead's current score under the model version that computed it."""
+
+    __tablename__ = "lead_scores"
+
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    model_version: Mapped[int] = mapped_column(Integer)
+    fit: Mapped[float] = mapped_column(Float)
+    engagement: Mapped[float] = mapped_column(Float)
+    total: Mapped[float] = mapped_column(Float)
+    grade: Mapped[str] = mapped_column(String(1))
+    # The rules that fired with their points (the full explanation, with the events behind each
+    # rule, is computed on request from the lead's events).
+    explanation: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    # Threshold id -> armed (true: the next upward crossing fires).
+    armed: Mapped[dict[str, bool] | None] = mapped_column(JSONType)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (Index("ix_lead_scores_total", "total"),)
+
+
+class ScoreHistory(Base):
+    """A point of a lead's score over time (written when the score changes)."""
+
+    __tablename__ = "score_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    fit: Mapped[float] = mapped_column(Float)
+    engagement: Mapped[float] = mapped_column(Float)
+    total: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_score_history_lead_at", "lead_id", "at"),)
+
+
+class ThresholdFiring(Base):
+    """One action of a threshold crossing, and what became of it."""
+
+    __tablename__ = "threshold_firings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    threshold_id: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(30))
+    # done (applied here), emitted (a domain event for another feature), skipped (not legal or
+    # not applicable for this lead, see detail), failed.
+    outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    model_version: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    __table_args__ = (
+        Index("ix_threshold_firings_lead_at", "lead_id", "at"),
+        Index("ix_threshold_firings_at", "at"),
+    )
