@@ -141,9 +141,9 @@ def _check_owner(session: Session, actor: Principal, owner_id: int | None) -> No
     if owner is None or not owner.active:
         raise InvalidInput("owner_id", f"no active user with id {owner_id}")
     if actor.role is Role.SALES_REP and owner_id != actor.user_id:
-        raise Forbidden("sales reps can assign leads only to themselves")
+        raise Forbidden("sales reps can assign leads only to themselves", field="owner_id")
     if actor.role is Role.MANAGER and owner.team != actor.team and owner_id != actor.user_id:
-        raise Forbidden("managers assign leads only within their team")
+        raise Forbidden("managers assign leads only within their team", field="owner_id")
 
 
 # --------------------------------------------------------------------------------- accounts
@@ -357,6 +357,9 @@ def create_leads_batch(
             )
         except lifecycle.LifecycleError as exc:
             results.append(BatchItemResult(i, "error", None, [{"loc": ["stage"], "msg": exc.message}]))
+        except Forbidden as exc:  # e.g. an owner this actor may not assign: that item only
+            loc = [exc.extra["field"]] if "field" in exc.extra else []
+            results.append(BatchItemResult(i, "error", None, [{"loc": loc, "msg": exc.message}]))
     return results
 
 
