@@ -65,6 +65,13 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
         if lid:
             wanted.append(int(lid))
     visible = visible_lead_ids(session, actor, sorted(set(wanted)))
+    # A merged-away lead takes no new events: they would never show on the winner.
+    merged: dict[int, int] = {}
+    if visible:
+        tombstones = session.execute(
+            select(Lead.id, Lead.merged_into_id).where(Lead.id.in_(visible), Lead.merged_into_id.is_not(None))
+        )
+        merged = {int(i): int(w) for i, w in tombstones if w is not None}
 
     ext_ids = [str(it["external_id"]) for it in items if it.get("external_id")]
     seen: set[str] = set()
@@ -85,6 +92,11 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
         lid = int(lid_raw)
         if lid not in visible:
             result.errors.append({"index": i, "loc": ["lead_id"], "msg": f"lead {lid} not found"})
+            continue
+        if lid in merged:
+            result.errors.append(
+                {"index": i, "loc": ["lead_id"], "msg": f"lead {lid} was merged into lead {merged[lid]}"}
+            )
             continue
         try:
             kind = ActivityType(str(it.get("type")))

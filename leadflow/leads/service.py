@@ -404,6 +404,8 @@ def update_lead(
 ) -> Lead:
     _require(actor, Perm.LEADS_WRITE)
     lead = get_lead(session, actor, lead_id)
+    if lead.merged_into_id is not None:
+        raise InvalidInput("lead_id", f"lead {lead_id} was merged into lead {lead.merged_into_id}")
     _check_version(lead, expected_version)
     _unknown_fields(data)
     raw = dict(data)
