@@ -1,0 +1,362 @@
+"""CSV import benchmark: generate realistic leads, import them into a fresh database, report rows/s
+and peak memory.
+
+    .venv/bin/python bench/import.py                      # 1M rows into a fresh SQLite file
+    .venv/bin/python bench/import.py --rows 200000        # smaller
+    .venv/bin/python bench/import.py --db postgresql+psycopg://user:pw@127.0.0.1/bench
+    .venv/bin/python bench/import.py --rerun              # also time a second run of the same file
+    .venv/bin/python bench/import.py --no-lead-audit      # measure what the per-lead audit costs
+
+The generated file is a Salesforce-style lead export: names (with accents and apostrophes),
+corporate and free-mail addresses, phones in national and international formats of a dozen
+countries with the country in its own column (as a code or a name), companies with websites and
+firmographics, titles, sources, lead statuses, owners, and two custom columns that end up in
+attributes. About 1% of the rows are broken (invalid or missing emails, wrong field counts) and
+0.2% repeat an earlier email. The file is cached by (rows, seed) in the output directory.
+
+PostgreSQL: the database must exist and be empty (the script runs the migrations); the bench
+truncates nothing. Results are documented in docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select, text
+
+from leadflow.auth.models import User
+from leadflow.db.base import Database
+from leadflow.db.migrate import upgrade
+from leadflow.imports.service import run_import
+from leadflow.imports.writer import ChunkWriter
+from leadflow.leads.models import Account, Lead
+
+
+def _words(text: str, sep: str | None = None) -> list[str]:
+    return [w.strip() for w in text.split(sep) if w.strip()]
+
+
+FIRST = _words(
+    "James Mary John Patricia Robert Jennifer Michael Linda William Elizabeth David Barbara "
+    "Richard Susan Joseph Jessica Thomas Sarah Charles Karen Daniel Nancy Matthew Lisa Anthony "
+    "Betty Mark Sandra Paul Ashley Steven Kimberly Andrew Emily Joshua Donna Kevin Michelle "
+    "Brian Carol George Amanda Timothy Melissa Ronald Deborah Jason Stephanie Ryan Rebecca Jacob "
+    "Laura Gary Helen Nicholas Sharon Eric Cynthia Jonathan Kathleen Stefan Anna Lukas Lena "
+    "Jonas Marie Felix Sophie Maximilian Hannah Paul Mia Léa Chloé Hugo Louis Camille Manon "
+    "Jules Inès José María Jürgen Søren Zoë Renée Björn Ólafur Ana Lucía Giulia Francesco Matteo "
+    "Chiara Aarav Priya Arjun Ananya Wei Yuki Haruto Sakura Mohammed Fatima Omar Aisha Liam "
+    "Olivia Noah Emma Oliver Ava Elijah"
+)
+LAST = _words(
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez "
+    "Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris "
+    "Sanchez Clark Ramirez Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen "
+    "Hill Flores Green Adams Nelson Baker Hall Rivera Campbell Mitchell Carter Roberts Müller "
+    "Schmidt Schneider Fischer Weber Meyer Wagner Becker Schulz Hoffmann Dubois Lefèvre Moreau "
+    "Laurent Bernard Girard Rossi Russo Ferrari Esposito Bianchi Romano Colombo O'Brien O'Connor "
+    "McDonald MacLeod van der Berg de Vries Jansen Kowalski Nowak Novák Svensson Johansson "
+    "Hansen Nielsen Sato Suzuki Takahashi Tanaka Patel Sharma Singh Kumar Gupta Chen Wang Li "
+    "Zhang"
+)
+FREE_MAIL = _words(
+    "gmail.com gmail.com gmail.com yahoo.com hotmail.com outlook.com gmx.de web.de icloud.com "
+    "aol.com yahoo.co.uk orange.fr libero.it hotmail.fr"
+)
+WORDS = _words(
+    "Acme Globex Initech Umbrella Stark Wayne Wonka Cyberdyne Soylent Tyrell Hooli Vandelay "
+    "Aperture Massive Dynamic Oscorp Gringotts Nakatomi Blue Sun Red Rock Green Leaf Silver Lake "
+    "North Star Bright Path Iron Bridge Clear Water Swift Stone Quantum Nimbus Vertex Apex "
+    "Pinnacle Horizon Summit Atlas Orion Zenith Nova Helix Fusion Vector Pixel Cloud Data Logic "
+    "Signal Harbor Maple Cedar Oak Falcon Eagle Lynx Otter Panda Tiger Polar Solar Lunar Terra "
+    "Aqua Ember Crystal"
+)
+KINDS = _words(
+    "Systems Labs Software Analytics Solutions Networks Robotics Health Foods Logistics Energy Capital"
+)
+INDUSTRIES = _words(
+    "Software Manufacturing Healthcare Finance Retail Education Logistics Energy Media Consulting"
+)
+TITLES = _words(
+    "CEO|CTO|CFO|Founder|VP Sales|VP of Marketing|Head of IT|Director of Operations|IT Director|"
+    "Marketing Manager|Sales Manager|Procurement Manager|Senior Software Engineer|"
+    "Software Engineer|Data Analyst|Marketing Coordinator|Account Executive|Office Manager|"
+    "Purchasing Specialist|Product Manager|Engineering Lead|Consultant|Student|Assistant",
+    sep="|",
+)
+SOURCES = _words(
+    "Web|Webinar|Trade Show|Partner|Referral|Cold Call|Content Download|Advertisement|Email",
+    sep="|",
+)
+STATUSES = (
+    ["Open - Not Contacted"] * 5
+    + ["Working - Contacted"] * 3
+    + ["Nurturing", "Closed - Not Converted", "Closed - Converted", "", ""]
+)
+OWNERS = ["Alice Admin", "Bob Seller", "carol@bench.example", "Dan Rep", "Unknown Person", "", "", ""]
+HEADER = [
+    "Lead ID",
+    "First Name",
+    "Last Name",
+    "Email",
+    "Phone",
+    "Company",
+    "Title",
+    "Lead Source",
+    "Lead Status",
+    "Country",
+    "Website",
+    "Industry",
+    "No. of Employees",
+    "Annual Revenue",
+    "Lead Owner",
+    "Email Opt Out",
+    "Rating",
+]
+
+
+def _d(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice("0123456789") for _ in range(n))
+
+
+def phone_for(rng: random.Random, country: str) -> str:
+    """A phone number in one of the formats people type for that country."""
+
+    r = rng.random()
+    if country == "US":
+        area = rng.choice(
+            ["212", "213", "312", "415", "512", "617", "646", "702", "713", "718", "805", "917"]
+        )
+        ex, line = str(rng.randint(201, 989)), _d(rng, 4)
+        return rng.choice(
+            [
+                f"({area}) {ex}-{line}",
+                f"{area}-{ex}-{line}",
+                f"{area}.{ex}.{line}",
+                f"+1 {area} {ex} {line}",
+                f"+1{area}{ex}{line}",
+                f"1-{area}-{ex}-{line}",
+                f"{area} {ex} {line} x{rng.randint(10, 999)}",
+            ]
+        )
+    if country == "DE":
+        if r < 0.5:
+            return rng.choice(
+                [f"030 {_d(rng, 8)}", f"089 {_d(rng, 7)}", f"+49 30 {_d(rng, 8)}", f"040/{_d(rng, 7)}"]
+            )
+        return rng.choice([f"0171 {_d(rng, 7)}", f"+49 151 {_d(rng, 8)}", f"0160-{_d(rng, 7)}"])
+    if country == "GB":
+        return rng.choice(
+            [
+                f"020 7946 {_d(rng, 4)}",
+                f"+44 20 7946 {_d(rng, 4)}",
+                f"07700 900{_d(rng, 3)}",
+                f"+44 7700 900{_d(rng, 3)}",
+                f"0161 496 {_d(rng, 4)}",
+                f"+44 (0)161 496 {_d(rng, 4)}",
+            ]
+        )
+    if country == "FR":
+        return rng.choice(
+            [
+                f"01 {_d(rng, 2)} {_d(rng, 2)} {_d(rng, 2)} {_d(rng, 2)}",
+                f"+33 6 {_d(rng, 2)} {_d(rng, 2)} {_d(rng, 2)} {_d(rng, 2)}",
+                f"06.{_d(rng, 2)}.{_d(rng, 2)}.{_d(rng, 2)}.{_d(rng, 2)}",
+            ]
+        )
+    if country == "NL":
+        return rng.choice([f"020 {_d(rng, 7)}", f"+31 6 {_d(rng, 8)}"])
+    if country == "ES":
+        return rng.choice(
+            [f"91 {_d(rng, 3)} {_d(rng, 2)} {_d(rng, 2)}", f"+34 6{_d(rng, 2)} {_d(rng, 3)} {_d(rng, 3)}"]
+        )
+    if country == "IT":
+        return rng.choice([f"02 {_d(rng, 8)}", f"+39 3{_d(rng, 2)} {_d(rng, 7)}"])
+    if country == "CA":
+        return rng.choice(
+            [f"(416) {rng.randint(201, 989)}-{_d(rng, 4)}", f"+1 604 {rng.randint(201, 989)} {_d(rng, 4)}"]
+        )
+    if country == "AU":
+        return rng.choice([f"(02) {_d(rng, 4)} {_d(rng, 4)}", f"+61 4{_d(rng, 2)} {_d(rng, 3)} {_d(rng, 3)}"])
+    if country == "IN":
+        return rng.choice([f"+91 98{_d(rng, 3)} {_d(rng, 5)}", f"098{_d(rng, 3)} {_d(rng, 5)}"])
+    if country == "BR":
+        return rng.choice([f"(11) 9{_d(rng, 4)}-{_d(rng, 4)}", f"+55 21 {_d(rng, 4)}-{_d(rng, 4)}"])
+    return f"+{rng.randint(20, 99)} {_d(rng, 9)}"
+
+
+COUNTRIES = [
+    ("US", ["US", "USA", "United States", "United States of America"], ".com", 40),
+    ("DE", ["DE", "Germany", "Deutschland"], ".de", 14),
+    ("GB", ["GB", "UK", "United Kingdom"], ".co.uk", 14),
+    ("FR", ["FR", "France"], ".fr", 8),
+    ("NL", ["NL", "Netherlands"], ".nl", 4),
+    ("ES", ["ES", "Spain"], ".es", 4),
+    ("IT", ["IT", "Italy"], ".it", 4),
+    ("CA", ["CA", "Canada"], ".ca", 4),
+    ("AU", ["AU", "Australia"], ".com.au", 3),
+    ("IN", ["IN", "India"], ".in", 3),
+    ("BR", ["BR", "Brazil"], ".com.br", 2),
+]
+
+
+def generate(path: Path, rows: int, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    weights = [c[3] for c in COUNTRIES]
+    companies = []
+    for i in range(max(50, rows // 20)):
+        code, names, tld, _ = rng.choices(COUNTRIES, weights)[0]
+        word = rng.choice(WORDS)
+        name = f"{word} {rng.choice(KINDS)}" + (f" {i}" if i >= 2000 else "")
+        suffix = {"DE": " GmbH", "GB": " Ltd", "FR": " SAS", "US": " Inc."}.get(code, "")
+        slug = name.lower().replace(" ", "")
+        companies.append((name + suffix, f"{slug}{tld}", code, names))
+    emails: list[str] = []
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(HEADER)
+        for i in range(rows):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            company, domain, code, cnames = rng.choice(companies)
+            local = rng.choice([f"{first}.{last}", f"{first[0]}{last}", f"{first}_{last}", f"{first}"])
+            local = "".join(ch for ch in local.lower().replace(" ", "").replace("'", "") if ch.isascii())
+            local = f"{local or 'lead'}{i}"
+            free = rng.random() < 0.25
+            email = f"{local}@{rng.choice(FREE_MAIL) if free else domain}"
+            r = rng.random()
+            if r < 0.006:
+                email = rng.choice(
+                    [f"{local}@", f"{local} at {domain}", f"{local}@@{domain}", f"{local}@{domain}."]
+                )
+            elif r < 0.008:
+                email = ""
+            elif r < 0.010 and emails:
+                email = rng.choice(emails[-1000:]).upper()
+            emails.append(email)
+            row = [
+                f"00Q{i:012d}",
+                first if rng.random() > 0.02 else first.upper(),
+                last,
+                email,
+                phone_for(rng, code) if rng.random() < 0.85 else "",
+                company if not free or rng.random() < 0.6 else "",
+                rng.choice(TITLES),
+                rng.choice(SOURCES),
+                rng.choice(STATUSES),
+                rng.choice(cnames),
+                f"https://www.{domain}" if rng.random() < 0.3 else "",
+                rng.choice(INDUSTRIES) if rng.random() < 0.5 else "",
+                str(rng.choice([10, 25, 50, 120, 250, 800, 2500, 12000])) if rng.random() < 0.4 else "",
+                f"${rng.randint(1, 500) * 100_000:,}" if rng.random() < 0.3 else "",
+                rng.choice(OWNERS),
+                rng.choice(["0", "0", "0", "1"]),
+                rng.choice(["Hot", "Warm", "Cold", ""]),
+            ]
+            if rng.random() < 0.0005:
+                row = row[:-3]  # a truncated line: wrong number of fields
+            w.writerow(row)
+
+
+def maxrss_mib() -> tuple[float, float]:
+    self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return self_kib / 1024, kids_kib / 1024
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "leadflow-bench")
+    ap.add_argument("--db", help="database URL (default: a fresh SQLite file in --dir)")
+    ap.add_argument("--workers", type=int, default=None, help="validation processes (default: cores)")
+    ap.add_argument("--chunk", type=int, default=5000)
+    ap.add_argument("--rerun", action="store_true", help="import the same file a second time")
+    ap.add_argument("--no-lead-audit", action="store_true", help="skip per-lead audit entries")
+    args = ap.parse_args()
+
+    args.dir.mkdir(parents=True, exist_ok=True)
+    csv_path = args.dir / f"leads-{args.rows}-{args.seed}.csv"
+    if not csv_path.exists():
+        t = time.perf_counter()
+        generate(csv_path, args.rows, args.seed)
+        print(
+            f"generated {csv_path} ({csv_path.stat().st_size / 2**20:.0f} MiB) "
+            f"in {time.perf_counter() - t:.1f}s"
+        )
+    else:
+        print(f"using {csv_path} ({csv_path.stat().st_size / 2**20:.0f} MiB)")
+
+    url = args.db
+    if url is None:
+        db_path = args.dir / "bench.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{db_path}"
+    db = Database(url)
+    upgrade(db.engine)
+    with db.transaction() as s:
+        if s.scalar(select(func.count()).select_from(Lead)):
+            print("the database is not empty; give a fresh one", file=sys.stderr)
+            return 2
+        for name, email in (
+            ("Alice Admin", "alice@bench.example"),
+            ("Bob Seller", "bob@bench.example"),
+            ("Carol Manager", "carol@bench.example"),
+            ("Dan Rep", "dan@bench.example"),
+        ):
+            s.add(User(name=name, email=email, role="sales_rep"))
+    if args.no_lead_audit:
+        ChunkWriter.AUDIT_LEADS = False
+
+    runs = 2 if args.rerun else 1
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 5 or done == total:
+            last[0] = now
+            print(f"  {done:>9,} / {total:,}", flush=True)
+
+    for run in range(runs):
+        t = time.perf_counter()
+        result = run_import(
+            db,
+            csv_path,
+            mapping="salesforce",
+            progress=progress,
+            report_dir=args.dir,
+            workers=args.workers,
+            chunk_size=args.chunk,
+        )
+        elapsed = time.perf_counter() - t
+        print(
+            f"run {run + 1}: {result.rows_total:,} rows in {elapsed:.1f}s "
+            f"= {result.rows_total / elapsed:,.0f} rows/s "
+            f"(created {result.created:,}, updated {result.updated:,}, skipped {result.skipped:,}, "
+            f"failed {result.failed:,}, warnings {result.warnings:,}, accounts {result.accounts_created:,})"
+        )
+    self_mib, kids_mib = maxrss_mib()
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    print(
+        f"peak RSS: main {self_mib:.0f} MiB, largest worker {kids_mib:.0f} MiB, "
+        f"main + {workers} workers <= {self_mib + workers * kids_mib:.0f} MiB"
+    )
+    with db.engine.connect() as conn:
+        leads = conn.scalar(select(func.count()).select_from(Lead))
+        accounts = conn.scalar(select(func.count()).select_from(Account))
+        audits = conn.scalar(text("SELECT count(*) FROM audit_log"))
+    print(f"database: {leads:,} leads, {accounts:,} accounts, {audits:,} audit entries ({db.dialect})")
+    db.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
