@@ -547,19 +547,19 @@ def property_predicate(cond: PropertyCondition) -> Callable[[Any], bool]:
         want = bool(cond.exists)
         return lambda v: (v is not None) == want
     if op == "equals":
-        target = _prop_text(cond.equals)
-        return lambda v: v is not None and _prop_text(v) == target
+        target = property_text(cond.equals)
+        return lambda v: v is not None and property_text(v) == target
     if op == "prefix":
         p = str(cond.prefix)
-        return lambda v: v is not None and _prop_text(v).startswith(p)
+        return lambda v: v is not None and property_text(v).startswith(p)
     if op == "contains":
         c = str(cond.contains)
-        return lambda v: v is not None and c in _prop_text(v)
-    options = {_prop_text(x) for x in cond.in_ or []}
-    return lambda v: v is not None and _prop_text(v) in options
+        return lambda v: v is not None and c in property_text(v)
+    options = {property_text(x) for x in cond.in_ or []}
+    return lambda v: v is not None and property_text(v) in options
 
 
-def _prop_text(v: Any) -> str:
+def property_text(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float) and v.is_integer():

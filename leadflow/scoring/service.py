@@ -1,0 +1,849 @@
+"""Scoring use cases: model versions, incremental and full rescoring, thresholds that act,
+explanations and history.
+
+* A model version is validated before it is stored; activating one flips the active flag in one
+  transaction, so the active model never changes half-way. Version 0 is the built-in default
+  (the seeds' tiers), in force until a model is activated.
+* Incremental: :func:`register` subscribes to ``activities.ingested`` and ``lead.created``; the
+  handler rescoring those leads runs after the ingest committed, in its own transaction.
+* Full: :func:`rescore_all` works on id ranges of leads: fit attributes are pulled as columns
+  into NumPy, engagement is aggregated by SQL (matching events grouped by lead, rule and cap period,
+  with decay computed from ``occurred_at``), and scores, history and armed state are written with
+  set-based statements. No ORM object per lead.
+* Both paths hand the new scores to the same threshold logic; actions: move to MQL (through
+  :func:`leadflow.leads.service.transition_lead` with score evidence, only where the move is legal),
+  create a task and enroll in a sequence (domain events the cadences feature subscribes to), and
+  webhook (recorded, and emitted as a domain event for the webhook delivery feature).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from leadflow.audit.service import record
+from leadflow.auth.models import Role
+from leadflow.auth.principal import Perm, Principal
+from leadflow.core import lifecycle
+from leadflow.core import scoring as core
+from leadflow.core.lifecycle import Origin, Stage
+from leadflow.db.base import Database, utcnow
+from leadflow.errors import Forbidden, InvalidInput, NotFound
+from leadflow.events import DomainEvent, emit, subscribe, unsubscribe
+from leadflow.leads import service as leads
+from leadflow.leads.models import Activity, Lead
+from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+
+log = logging.getLogger("leadflow.scoring")
+
+SCORING_ACTOR = Principal(user_id=None, label="lead scoring", role=Role.ADMIN)
+MANAGERS = frozenset({Role.ADMIN, Role.MARKETING})
+HISTORY_EPSILON = 0.005  # a score point is written to the history when a score moves this much
+CHUNK = 50_000
+
+ProgressFn = Callable[[int, int], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rights
+# ---------------------------------------------------------------------------------------------
+
+
+def _require_read(actor: Principal) -> None:
+    if not actor.can(Perm.LEADS_READ):
+        raise Forbidden(f"role {actor.role.value} lacks the right {Perm.LEADS_READ.value}")
+
+
+def _require_manage(actor: Principal) -> None:
+    """Scoring models are marketing's (seeds: lead scoring is the marketing team's job)."""
+
+    if actor.role not in MANAGERS or not actor.can(Perm.LEADS_WRITE):
+        raise Forbidden(f"role {actor.role.value} cannot change scoring models (admin or marketing)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Model versions
+# ---------------------------------------------------------------------------------------------
+
+_parsed: dict[tuple[int, str], core.ScoringModel] = {}
+
+
+def validate_document(document: Any) -> core.ScoringModel:
+    """Parse a model document; a bad one raises InvalidInput (422) naming each rule and field."""
+
+    try:
+        return core.parse_model(document)
+    except core.InvalidScoringModel as exc:
+        first = exc.errors[0]
+        raise InvalidInput(
+            list(first.loc) or ["document"],
+            str(first),
+            errors=[
+                {"loc": list(e.loc), "msg": str(e), "rule": e.rule, "field": e.field} for e in exc.errors
+            ],
+        ) from None
+
+
+def _model_of(row: ScoringModelVersion) -> core.ScoringModel:
+    key = (row.version, json.dumps(row.document, sort_keys=True))
+    model = _parsed.get(key)
+    if model is None:
+        model = core.parse_model(row.document)
+        _parsed[key] = model
+    return model
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    version: int
+    model: core.ScoringModel
+
+
+def active_model(session: Session) -> ActiveModel:
+    row = session.scalar(select(ScoringModelVersion).where(ScoringModelVersion.active.is_(True)).limit(1))
+    if row is None:
+        return ActiveModel(0, core.default_model())
+    return ActiveModel(row.version, _model_of(row))
+
+
+def get_version(session: Session, actor: Principal, version: int) -> ScoringModelVersion:
+    _require_read(actor)
+    row = session.scalar(select(ScoringModelVersion).where(ScoringModelVersion.version == version))
+    if row is None:
+        raise NotFound(f"scoring model version {version} not found")
+    return row
+
+
+def list_versions(session: Session, actor: Principal) -> list[ScoringModelVersion]:
+    _require_read(actor)
+    return list(session.scalars(select(ScoringModelVersion).order_by(ScoringModelVersion.version.desc())))
+
+
+def save_model(
+    session: Session, actor: Principal, document: Any, *, activate: bool = False
+) -> ScoringModelVersion:
+    """Store a new version of the model document (validated first); optionally activate it."""
+
+    _require_manage(actor)
+    model = validate_document(document)
+    latest = session.scalar(select(func.max(ScoringModelVersion.version))) or 0
+    row = ScoringModelVersion(
+        version=latest + 1,
+        name=model.name,
+        document=model.to_document(),
+        active=False,
+        created_by=actor.user_id,
+        created_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    record(session, actor, "scoring_model", row.version, "create", after={"name": row.name})
+    if activate:
+        activate_version(session, actor, row.version)
+    return row
+
+
+def activate_version(session: Session, actor: Principal, version: int) -> ScoringModelVersion:
+    """Make ``version`` the active model (also a rollback to an older one), atomically."""
+
+    _require_manage(actor)
+    row = session.scalar(
+        select(ScoringModelVersion).where(ScoringModelVersion.version == version).with_for_update()
+    )
+    if row is None:
+        raise NotFound(f"scoring model version {version} not found")
+    validate_document(row.document)
+    previous = session.scalar(
+        select(ScoringModelVersion.version).where(ScoringModelVersion.active.is_(True)).limit(1)
+    )
+    session.execute(
+        update(ScoringModelVersion)
+        .where(ScoringModelVersion.active.is_(True), ScoringModelVersion.version != version)
+        .values(active=False)
+        .execution_options(synchronize_session=False)
+    )
+    row.active = True
+    row.activated_at = utcnow()
+    record(
+        session,
+        actor,
+        "scoring_model",
+        version,
+        "activate",
+        before={"active_version": previous},
+        after={"active_version": version},
+    )
+    emit(session, "scoring.model_activated", version=version, previous=previous)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading attributes and events (the same extraction for both paths)
+# ---------------------------------------------------------------------------------------------
+
+_LEAD_COLUMNS = {
+    "email": "l.email",
+    "job_title": "l.job_title",
+    "seniority": "l.seniority",
+    "department": "l.department",
+    "company": "l.company",
+    "country": "COALESCE(l.country, a.country)",
+    "source": "l.source",
+    "campaign": "l.campaign",
+    "origin": "l.origin",
+    "consent": "l.consent",
+    "unsubscribed": "l.unsubscribed",
+    "industry": "a.industry",
+    "employee_count": "a.employee_count",
+    "annual_revenue": "a.annual_revenue",
+    "account_domain": "a.domain",
+}
+
+
+def _json_text(dialect: str, column: str, key: str) -> str:
+    """SQL for the text of a top-level JSON property (keys are validated identifiers-ish)."""
+
+    safe = key.replace("'", "''")
+    if dialect == "postgresql":
+        return f"({column} ->> '{safe}')"
+    quoted = safe.replace('"', '""')
+    return f"json_extract({column}, '$.\"{quoted}\"')"
+
+
+def _attribute_sql(model: core.ScoringModel, dialect: str) -> tuple[list[str], str]:
+    names = core.fit_fields_needed(model)
+    exprs = []
+    for name in names:
+        if name.startswith(core.ATTRIBUTE_PREFIX):
+            exprs.append(_json_text(dialect, "l.attributes", name[len(core.ATTRIBUTE_PREFIX) :]))
+        else:
+            exprs.append(_LEAD_COLUMNS[name])
+    cols = ", ".join(["l.id", *exprs])
+    return names, f"SELECT {cols} FROM leads l LEFT JOIN accounts a ON a.id = l.account_id"
+
+
+def _convert(name: str, values: list[Any]) -> np.ndarray[Any, Any]:
+    kind = core.FIT_FIELDS.get(name, "any")
+    if kind == "number":
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    arr = np.empty(len(values), dtype=object)
+    if kind == "bool":
+        arr[:] = [None if v is None else bool(v) for v in values]
+    else:
+        arr[:] = values
+    return arr
+
+
+def _attribute_columns(
+    session: Session, model: core.ScoringModel, where: str, params: Mapping[str, Any]
+) -> tuple[list[int], dict[str, np.ndarray[Any, Any]]]:
+    dialect = session.get_bind().dialect.name
+    names, sql = _attribute_sql(model, dialect)
+    rows = session.execute(
+        text(f"{sql} WHERE l.merged_into_id IS NULL AND {where} ORDER BY l.id"), params
+    ).all()
+    ids = [int(r[0]) for r in rows]
+    columns = {name: _convert(name, [r[i + 1] for r in rows]) for i, name in enumerate(names)}
+    return ids, columns
+
+
+def lead_attributes(session: Session, model: core.ScoringModel, lead_id: int) -> dict[str, Any] | None:
+    """One lead's attributes as the fit rules see them (None: no such live lead)."""
+
+    ids, cols = _attribute_columns(session, model, "l.id = :id", {"id": lead_id})
+    if not ids:
+        return None
+    out: dict[str, Any] = {}
+    for name, arr in cols.items():
+        v = arr[0]
+        if isinstance(v, float | np.floating):
+            v = None if math.isnan(v) else (int(v) if float(v).is_integer() else float(v))
+        if name.startswith(core.ATTRIBUTE_PREFIX):
+            out.setdefault("attributes", {})[name[len(core.ATTRIBUTE_PREFIX) :]] = v
+        else:
+            out[name] = v
+    return out
+
+
+def lead_events(session: Session, lead_id: int) -> list[core.EventRecord]:
+    rows = session.execute(
+        select(Activity.id, Activity.type, Activity.occurred_at, Activity.properties).where(
+            Activity.lead_id == lead_id
+        )
+    ).all()
+    return [core.EventRecord(int(i), str(t), at, p) for i, t, at, p in rows]
+
+
+# ---------------------------------------------------------------------------------------------
+# Engagement in SQL (bulk path)
+# ---------------------------------------------------------------------------------------------
+
+
+def _epoch_sql(dialect: str) -> str:
+    if dialect == "postgresql":
+        return "EXTRACT(EPOCH FROM act.occurred_at)::float8"
+    return "((julianday(act.occurred_at) - 2440587.5) * 86400.0)"
+
+
+def _condition_sql(dialect: str, key: str, cond: core.PropertyCondition, params: dict[str, Any]) -> str:
+    value = _json_text(dialect, "act.properties", key)
+    n = len(params)
+
+    def bind(v: Any) -> str:
+        nonlocal n
+        name = f"p{n}"
+        n += 1
+        params[name] = core.property_text(v)
+        return f":{name}"
+
+    op = cond.op
+    if op == "exists":
+        return f"{value} IS {'NOT ' if cond.exists else ''}NULL"
+    if op == "equals":
+        return f"{value} = {bind(cond.equals)}"
+    if op == "prefix":
+        p = bind(cond.prefix)
+        return f"substr({value}, 1, length({p})) = {p}"
+    if op == "contains":
+        return (
+            f"strpos({value}, {bind(cond.contains)}) > 0"
+            if dialect == "postgresql"
+            else (f"instr({value}, {bind(cond.contains)}) > 0")
+        )
+    options = ", ".join(bind(v) for v in cond.in_ or [])
+    return f"{value} IN ({options})"
+
+
+def _engagement_sql(model: core.ScoringModel, dialect: str, where: str) -> tuple[str, dict[str, Any]]:
+    """One scan of the activities in range: matching events grouped by (lead, rule, period), with
+    the count and the sum of decay factors; the outer query applies the caps and sums per rule."""
+
+    params: dict[str, Any] = {}
+    epoch = _epoch_sql(dialect)
+    branches = []
+    for j, rule in enumerate(model.engagement.rules):
+        params[f"t{j}"] = rule.event
+        conds = [f"act.type = :t{j}"]
+        conds += [_condition_sql(dialect, k, c, params) for k, c in rule.where.items()]
+        hl = model.half_life(rule)
+        decay = "1.0" if hl is None else f"power(0.5, GREATEST(:now - {epoch}, 0) / 86400.0 / {float(hl)!r})"
+        if dialect != "postgresql":
+            decay = decay.replace("GREATEST", "MAX")
+        period = f"floor({epoch} / {float(rule.cap.days * 86400)!r})" if rule.cap else "0"
+        branches.append(
+            f"SELECT act.lead_id AS lead_id, {j} AS rule, {period} AS period, {decay} AS decay "
+            f"FROM activities act WHERE {where} AND {' AND '.join(conds)}"
+        )
+    if not branches:
+        return "", params
+    pts = " ".join(f"WHEN {j} THEN {float(r.points)!r}" for j, r in enumerate(model.engagement.rules))
+    caps = " ".join(
+        f"WHEN {j} THEN {float(r.cap.points)!r}" for j, r in enumerate(model.engagement.rules) if r.cap
+    )
+    points = f"(CASE g.rule {pts} END)"
+    share = (
+        f"(CASE WHEN (CASE g.rule {caps} ELSE NULL END) IS NULL THEN 1.0 "
+        f"ELSE LEAST(1.0, (CASE g.rule {caps} END) / (g.n * ABS({points}))) END)"
+        if caps
+        else "1.0"
+    )
+    if dialect != "postgresql":
+        share = share.replace("LEAST(", "MIN(")
+    sql = (
+        f"SELECT g.lead_id, g.rule, SUM({points} * {share} * g.dsum) FROM ("
+        f"SELECT lead_id, rule, period, COUNT(*) AS n, SUM(decay) AS dsum FROM ("
+        + " UNION ALL ".join(branches)
+        + ") e GROUP BY lead_id, rule, period) g GROUP BY g.lead_id, g.rule"
+    )
+    return sql, params
+
+
+def _engagement_matrix(
+    session: Session,
+    model: core.ScoringModel,
+    ids: Sequence[int],
+    where: str,
+    params: Mapping[str, Any],
+    as_of: datetime,
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    dialect = session.get_bind().dialect.name
+    out = np.zeros((len(ids), len(model.engagement.rules)), dtype=np.float64)
+    sql, p = _engagement_sql(model, dialect, where)
+    if not sql or not ids:
+        return out
+    rows = session.execute(text(sql), {**params, **p, "now": as_of.timestamp()}).all()
+    if not rows:
+        return out
+    arr = np.array(rows, dtype=np.float64)
+    id_arr = np.asarray(ids, dtype=np.int64)
+    pos = np.searchsorted(id_arr, arr[:, 0].astype(np.int64))
+    ok = (pos < len(id_arr)) & (id_arr[np.minimum(pos, len(id_arr) - 1)] == arr[:, 0].astype(np.int64))
+    out[pos[ok], arr[ok, 1].astype(np.int64)] = arr[ok, 2]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing scores and acting on thresholds (shared by both paths)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RescoreResult:
+    model_version: int
+    leads: int = 0
+    changed: int = 0
+    crossings: int = 0
+    actions: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def count(self, outcome: str) -> None:
+        self.actions[outcome] = self.actions.get(outcome, 0) + 1
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    ins = pg_insert(LeadScore) if dialect == "postgresql" else sqlite_insert(LeadScore)
+    cols = ("model_version", "fit", "engagement", "total", "grade", "explanation", "armed", "computed_at")
+    stmt = ins.on_conflict_do_update(
+        index_elements=["lead_id"], set_={c: getattr(ins.excluded, c) for c in cols}
+    )
+    session.execute(stmt, rows)
+
+
+def _lock_scores(session: Session, where: str, params: Mapping[str, Any]) -> None:
+    """Serialize writers of the same leads' scores: on PostgreSQL this locks the existing score
+    rows; on SQLite any write takes the database write lock, so reads that follow are current."""
+
+    session.execute(text(f"UPDATE lead_scores SET model_version = model_version WHERE {where}"), params)
+
+
+def _previous(
+    session: Session, ids: Sequence[int]
+) -> dict[int, tuple[float, float, float, dict[str, bool] | None]]:
+    out: dict[int, tuple[float, float, float, dict[str, bool] | None]] = {}
+    for start in range(0, len(ids), 30_000):
+        part = ids[start : start + 30_000]
+        rows = session.execute(
+            select(
+                LeadScore.lead_id, LeadScore.fit, LeadScore.engagement, LeadScore.total, LeadScore.armed
+            ).where(LeadScore.lead_id.in_(part))
+        ).all()
+        for lid, f, e, t, armed in rows:
+            out[int(lid)] = (float(f), float(e), float(t), armed)
+    return out
+
+
+def _apply_actions(
+    session: Session,
+    active: ActiveModel,
+    lead_id: int,
+    threshold: core.Threshold,
+    value: float,
+    now: datetime,
+    result: RescoreResult,
+) -> list[dict[str, Any]]:
+    """Carry out one crossing's actions; returns the threshold_firings rows."""
+
+    result.crossings += 1
+    rows: list[dict[str, Any]] = []
+    lead = session.get(Lead, lead_id)
+    if lead is None:
+        return rows
+    base = {"lead_id": lead_id, "threshold_id": threshold.id, "model_version": active.version, "score": value}
+    emit(
+        session,
+        "scoring.threshold_crossed",
+        lead_id=lead_id,
+        threshold_id=threshold.id,
+        score=value,
+        at=threshold.at,
+        model_version=active.version,
+    )
+    for action in threshold.actions:
+        payload: dict[str, Any] = action.model_dump(mode="json")
+        outcome, detail = "emitted", None
+        if isinstance(action, core.MoveToMql):
+            outcome, detail = _move_to_mql(session, active, lead, threshold, value)
+        elif isinstance(action, core.CreateTask):
+            due = now + timedelta(hours=action.due_in_hours)
+            payload.update(owner_id=lead.owner_id, due_at=due.isoformat())
+            emit(
+                session,
+                "scoring.task_requested",
+                lead_id=lead_id,
+                owner_id=lead.owner_id,
+                task=action.task,
+                title=action.title or threshold.label or threshold.id,
+                due_at=due,
+                threshold_id=threshold.id,
+            )
+            detail = "task requested from the cadences feature" + (
+                "" if lead.owner_id else " (lead has no owner)"
+            )
+        elif isinstance(action, core.EnrollSequence):
+            emit(
+                session,
+                "scoring.sequence_enrollment_requested",
+                lead_id=lead_id,
+                sequence=action.sequence,
+                threshold_id=threshold.id,
+            )
+            detail = f"enrollment in sequence {action.sequence} requested from the cadences feature"
+        elif isinstance(action, core.Webhook):
+            outcome = "recorded"
+            emit(
+                session,
+                "scoring.webhook_requested",
+                lead_id=lead_id,
+                url=action.url,
+                secret_env=action.secret_env,
+                threshold_id=threshold.id,
+                score=value,
+            )
+            detail = (
+                "recorded and emitted as scoring.webhook_requested; this release does not deliver "
+                "webhooks itself (signed delivery with retries belongs to the webhook feature)"
+            )
+        result.count(outcome)
+        rows.append(
+            {
+                **base,
+                "action": action.type,
+                "outcome": outcome,
+                "detail": detail,
+                "at": now,
+                "payload": payload,
+            }
+        )
+    return rows
+
+
+def _move_to_mql(
+    session: Session, active: ActiveModel, lead: Lead, threshold: core.Threshold, value: float
+) -> tuple[str, str | None]:
+    current = Stage(lead.stage)
+    if lead.merged_into_id is not None:
+        return "skipped", f"lead was merged into lead {lead.merged_into_id}"
+    if lead.origin == Origin.SALES.value:
+        return "skipped", "sales-sourced leads skip the MQL step"
+    if Stage.MQL not in lifecycle.legal_targets(current, Origin(lead.origin)):
+        return "skipped", f"moving from {current.value} to mql is not a legal move"
+    evidence = lifecycle.ScoreThreshold(
+        score=value, threshold=threshold.at, model_version=str(active.version)
+    )
+    try:
+        with session.begin_nested():
+            leads.transition_lead(
+                session,
+                SCORING_ACTOR,
+                lead.id,
+                Stage.MQL,
+                evidence=evidence,
+                reason=f"score {value:.1f} reached {threshold.at:g} ({threshold.label or threshold.id})",
+            )
+    except (lifecycle.LifecycleError, InvalidInput, Forbidden) as exc:
+        return "skipped", getattr(exc, "message", str(exc))
+    return "done", f"moved from {current.value} to mql"
+
+
+def _write(
+    session: Session,
+    active: ActiveModel,
+    ids: Sequence[int],
+    arrays: core.ScoreArrays,
+    explanations: Sequence[Any] | None,
+    now: datetime,
+    result: RescoreResult,
+    fire: bool,
+) -> None:
+    """Store scores, history and armed state for ``ids`` and act on threshold crossings."""
+
+    model = active.model
+    prev = _previous(session, ids)
+    tids = [t.id for t in model.thresholds]
+    n = len(ids)
+    armed = np.ones((n, len(tids)), dtype=np.bool_)
+    for i, lid in enumerate(ids):
+        p = prev.get(lid)
+        if p is not None and p[3]:
+            for j, tid in enumerate(tids):
+                armed[i, j] = bool(p[3].get(tid, True))
+    fired, new_armed = core.thresholds_step(model, arrays.as_mapping(), armed)
+    if not fire:
+        # A silent rescore still moves the armed state, so nothing fires later for an old crossing.
+        fired[:] = False
+    armed_json = {
+        key: dict(zip(tids, (bool(b) for b in key), strict=True))
+        for key in {tuple(r) for r in new_armed.tolist()}
+    }
+    score_rows: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    fit, eng, total, grade = (
+        arrays.fit.tolist(),
+        arrays.engagement.tolist(),
+        arrays.total.tolist(),
+        arrays.grade,
+    )
+    for i, lid in enumerate(ids):
+        score_rows.append(
+            {
+                "lead_id": lid,
+                "model_version": active.version,
+                "fit": fit[i],
+                "engagement": eng[i],
+                "total": total[i],
+                "grade": grade[i],
+                "explanation": explanations[i] if explanations is not None else None,
+                "armed": armed_json[tuple(new_armed[i].tolist())],
+                "computed_at": now,
+            }
+        )
+        p = prev.get(lid)
+        if (
+            p is None
+            or abs(p[0] - fit[i]) >= HISTORY_EPSILON
+            or abs(p[1] - eng[i]) >= HISTORY_EPSILON
+            or abs(p[2] - total[i]) >= HISTORY_EPSILON
+        ):
+            history.append(
+                {
+                    "lead_id": lid,
+                    "at": now,
+                    "fit": fit[i],
+                    "engagement": eng[i],
+                    "total": total[i],
+                    "model_version": active.version,
+                }
+            )
+    _upsert(session, score_rows)
+    if history:
+        session.execute(insert(ScoreHistory), history)
+    result.leads += n
+    result.changed += len(history)
+    firing_rows: list[dict[str, Any]] = []
+    for i, j in zip(*np.nonzero(fired), strict=True):
+        t = model.thresholds[int(j)]
+        value = float(arrays.as_mapping()[t.score][int(i)])
+        firing_rows += _apply_actions(session, active, ids[int(i)], t, value, now, result)
+    if firing_rows:
+        session.execute(insert(ThresholdFiring), firing_rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Incremental path
+# ---------------------------------------------------------------------------------------------
+
+
+def score_one(
+    session: Session, active: ActiveModel, lead_id: int, as_of: datetime
+) -> tuple[core.LeadScore, list[core.EventRecord]] | None:
+    attrs = lead_attributes(session, active.model, lead_id)
+    if attrs is None:
+        return None
+    events = lead_events(session, lead_id)
+    return core.score_lead(active.model, attrs, events, as_of), events
+
+
+def rescore_leads(
+    session: Session, lead_ids: Iterable[int], *, as_of: datetime | None = None, fire: bool = True
+) -> RescoreResult:
+    """Rescore the given leads now (the incremental path), inside the caller's transaction."""
+
+    ids = sorted({int(i) for i in lead_ids})
+    active = active_model(session)
+    result = RescoreResult(active.version)
+    if not ids:
+        return result
+    now = as_of or utcnow()
+    _lock_scores(session, "lead_id IN (" + ",".join(str(i) for i in ids) + ")", {})
+    scored: list[int] = []
+    values: list[core.LeadScore] = []
+    for lid in ids:
+        one = score_one(session, active, lid, now)
+        if one is None:
+            continue
+        scored.append(lid)
+        values.append(one[0])
+    if not scored:
+        return result
+    arrays = core.ScoreArrays(
+        fit=np.array([v.fit for v in values]),
+        engagement=np.array([v.engagement for v in values]),
+        total=np.array([v.total for v in values]),
+        grade=np.array([v.grade for v in values], dtype=object),
+        fit_points=np.array([v.fit_points for v in values]),
+        engagement_points=np.array([v.engagement_points for v in values]),
+    )
+    summaries = [
+        [{"rule_id": r.rule_id, "kind": r.kind, "points": round(r.points, 4)} for r in v.reasons if r.points]
+        for v in values
+    ]
+    _write(session, active, scored, arrays, summaries, now, result, fire)
+    return result
+
+
+def _on_event(db: Database) -> Callable[[DomainEvent], None]:
+    def handle(ev: DomainEvent) -> None:
+        ids = ev.payload.get("lead_ids") or ([ev.payload["lead_id"]] if "lead_id" in ev.payload else [])
+        if not ids:
+            return
+        with db.transaction() as session:
+            rescore_leads(session, ids)
+
+    return handle
+
+
+_registered: dict[int, list[tuple[str, Callable[[DomainEvent], None]]]] = {}
+
+
+def register(db: Database) -> None:
+    """Rescore leads when their events arrive or when they are created (after commit, in a
+    transaction of their own). Idempotent per database."""
+
+    if id(db) in _registered:
+        return
+    handler = _on_event(db)
+    subs = [("activities.ingested", handler), ("lead.created", handler)]
+    for name, h in subs:
+        subscribe(name, h)
+    _registered[id(db)] = subs
+
+
+def unregister(db: Database) -> None:
+    for name, h in _registered.pop(id(db), []):
+        unsubscribe(name, h)
+
+
+# ---------------------------------------------------------------------------------------------
+# Full, set-based rescore
+# ---------------------------------------------------------------------------------------------
+
+
+def rescore_all(
+    db: Database,
+    actor: Principal,
+    *,
+    as_of: datetime | None = None,
+    progress: ProgressFn | None = None,
+    chunk: int = CHUNK,
+    fire: bool = True,
+) -> RescoreResult:
+    """Rescore every live lead with the active model, one id range per transaction."""
+
+    _require_manage(actor)
+    started = time.perf_counter()
+    now = as_of or utcnow()
+    with db.transaction() as session:
+        active = active_model(session)
+        lo, hi, total = session.execute(
+            select(func.min(Lead.id), func.max(Lead.id), func.count()).where(Lead.merged_into_id.is_(None))
+        ).one()
+    result = RescoreResult(active.version)
+    if not total:
+        if progress:
+            progress(0, 0)
+        return result
+    done = 0
+    if progress:
+        progress(0, int(total))
+    start = int(lo)
+    while start <= int(hi):
+        end = start + chunk
+        where = "{col} >= :lo AND {col} < :hi"
+        params = {"lo": start, "hi": end}
+        with db.transaction() as session:
+            _lock_scores(session, where.format(col="lead_id"), params)
+            ids, cols = _attribute_columns(session, active.model, where.format(col="l.id"), params)
+            if ids:
+                fit = core.fit_points_matrix(active.model, cols, len(ids))
+                eng = _engagement_matrix(
+                    session, active.model, ids, where.format(col="act.lead_id"), params, now
+                )
+                arrays = core.scale_scores(active.model, fit, eng)
+                _write(session, active, ids, arrays, None, now, result, fire)
+        done += len(ids)
+        if progress:
+            progress(done, int(total))
+        start = end
+    result.seconds = time.perf_counter() - started
+    with db.transaction() as session:
+        record(
+            session,
+            actor,
+            "scoring_model",
+            active.version,
+            "rescore",
+            after={"leads": result.leads, "changed": result.changed, "crossings": result.crossings},
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries: explanation and history
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScoreView:
+    lead_id: int
+    model_version: int
+    score: core.LeadScore
+    stored: LeadScore | None
+    history: list[ScoreHistory]
+    firings: list[ThresholdFiring]
+    armed: dict[str, bool]
+    as_of: datetime
+
+
+def explain(session: Session, actor: Principal, lead_id: int, *, history_limit: int = 200) -> ScoreView:
+    """The lead's score now, broken into the rules that fired with their points and the events
+    behind them, plus its stored score, history and threshold firings."""
+
+    leads.get_lead(session, actor, lead_id)
+    active = active_model(session)
+    now = utcnow()
+    one = score_one(session, active, lead_id, now)
+    if one is None:
+        raise NotFound(f"lead {lead_id} was merged; its score lives on the lead it was merged into")
+    stored = session.get(LeadScore, lead_id)
+    history = list(
+        session.scalars(
+            select(ScoreHistory)
+            .where(ScoreHistory.lead_id == lead_id)
+            .order_by(ScoreHistory.at.desc(), ScoreHistory.id.desc())
+            .limit(history_limit)
+        )
+    )
+    history.reverse()
+    firings = list(
+        session.scalars(
+            select(ThresholdFiring)
+            .where(ThresholdFiring.lead_id == lead_id)
+            .order_by(ThresholdFiring.at, ThresholdFiring.id)
+        )
+    )
+    armed = {t.id: True for t in active.model.thresholds}
+    if stored is not None and stored.armed:
+        armed.update({k: v for k, v in stored.armed.items() if k in armed})
+    return ScoreView(lead_id, active.version, one[0], stored, history, firings, armed, now)
+
+
+def clear_scores(session: Session) -> None:
+    """Forget every stored score (tests and benchmarks)."""
+
+    for table in (ThresholdFiring, ScoreHistory, LeadScore):
+        session.execute(delete(table))

@@ -1,0 +1,350 @@
+"""Scoring service on a real database: model versions, incremental and full rescoring agree,
+thresholds act once per crossing, explanations and history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from conftest import Actor, make_user
+from sqlalchemy import select
+
+from leadflow.auth.models import Role
+from leadflow.auth.principal import SYSTEM
+from leadflow.core import scoring as core
+from leadflow.core.lifecycle import Stage
+from leadflow.db.base import Database
+from leadflow.errors import Forbidden, InvalidInput, NotFound
+from leadflow.events import DomainEvent, subscribe, unsubscribe
+from leadflow.leads import activities
+from leadflow.leads import service as leads
+from leadflow.leads.models import StageChange
+from leadflow.scoring import service as svc
+from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+
+NOW = datetime.now(UTC)
+SOON = NOW + timedelta(days=1)  # events dated ahead count as new: no decay while the test runs
+
+
+@pytest.fixture
+def scoring(db: Database) -> Iterator[Database]:
+    svc.register(db)
+    yield db
+    svc.unregister(db)
+
+
+@pytest.fixture
+def captured() -> Iterator[list[DomainEvent]]:
+    seen: list[DomainEvent] = []
+    names = ["scoring.task_requested", "scoring.sequence_enrollment_requested", "scoring.webhook_requested"]
+    for n in names:
+        subscribe(n, seen.append)
+    yield seen
+    for n in names:
+        unsubscribe(n, seen.append)
+
+
+def new_lead(db: Database, **data: Any) -> int:
+    with db.transaction() as s:
+        return leads.create_lead(s, SYSTEM, data).lead.id
+
+
+def ingest(db: Database, items: list[dict[str, Any]]) -> None:
+    with db.transaction() as s:
+        res = activities.ingest(s, SYSTEM, items)
+        assert not res.errors, res.errors
+
+
+def stored(db: Database, lead_id: int) -> LeadScore:
+    with db.transaction() as s:
+        row = s.get(LeadScore, lead_id)
+        assert row is not None
+        return row
+
+
+HOT = {"email": "vp@acme.io", "job_title": "VP Sales", "industry": "Software", "employee_count": 300}
+
+
+def test_a_new_lead_is_scored_on_fit_alone(scoring: Database) -> None:
+    lid = new_lead(scoring, **HOT)
+    row = stored(scoring, lid)
+    assert (row.fit, row.engagement, row.total, row.grade) == (100, 0, 50, "A")
+    assert row.model_version == 0  # the built-in default
+    assert {e["rule_id"] for e in row.explanation or []} == {
+        "decision_maker",
+        "company_size",
+        "target_industry",
+        "revenue_role",
+    }
+    cold = new_lead(scoring, email="kid@gmail.com", job_title="Student intern")
+    assert stored(scoring, cold).total == 0 and stored(scoring, cold).grade == "D"
+
+
+def test_events_raise_the_score_and_thresholds_act_once(
+    scoring: Database, captured: list[DomainEvent]
+) -> None:
+    lid = new_lead(scoring, **HOT)
+    ingest(scoring, [{"lead_id": lid, "type": "webinar", "occurred_at": SOON}])  # 50 + 10/2 = 55: nothing yet
+    assert stored(scoring, lid).total == pytest.approx(55)
+    ingest(
+        scoring, [{"lead_id": lid, "type": "form_submit", "occurred_at": SOON}]
+    )  # 60: MQL + marketing email
+    row = stored(scoring, lid)
+    assert row.total == pytest.approx(60, abs=1e-3)
+    assert row.armed == {"marketing_email": False, "sales_call": True}
+    with scoring.transaction() as s:
+        lead = leads.get_lead(s, SYSTEM, lid)
+        assert lead.stage == "mql"
+        change = s.scalars(
+            select(StageChange).where(StageChange.lead_id == lid, StageChange.to_stage == "mql")
+        ).one()
+        assert change.evidence is not None and change.evidence["kind"] == "score_threshold"
+        assert change.evidence["threshold"] == 60 and change.evidence["score"] >= 60
+        firings = list(s.scalars(select(ThresholdFiring).where(ThresholdFiring.lead_id == lid)))
+    assert [(f.action, f.outcome) for f in firings] == [
+        ("move_to_mql", "done"),
+        ("enroll_sequence", "emitted"),
+    ]
+    assert [e.name for e in captured] == ["scoring.sequence_enrollment_requested"]
+    assert captured[0].payload["sequence"] == "marketing-email"
+
+    # More engagement: the sales call fires at 80, once.
+    ingest(scoring, [{"lead_id": lid, "type": "demo_request"}, {"lead_id": lid, "type": "trial_start"}])
+    assert stored(scoring, lid).total >= 80
+    ingest(scoring, [{"lead_id": lid, "type": "email_open"}])
+    with scoring.transaction() as s:
+        actions = [f.action for f in s.scalars(select(ThresholdFiring).where(ThresholdFiring.lead_id == lid))]
+        history = list(
+            s.scalars(select(ScoreHistory).where(ScoreHistory.lead_id == lid).order_by(ScoreHistory.id))
+        )
+    assert actions == ["move_to_mql", "enroll_sequence", "create_task"]
+    task = [e for e in captured if e.name == "scoring.task_requested"]
+    assert len(task) == 1 and task[0].payload["task"] == "call" and task[0].payload["lead_id"] == lid
+    assert [round(h.total) for h in history][:3] == [50, 55, 60]
+
+
+def test_hovering_at_the_line_does_not_fire_again(db: Database) -> None:
+    lid = new_lead(db, **HOT)
+    with db.transaction() as s:
+        activities.ingest(
+            s,
+            SYSTEM,
+            [{"lead_id": lid, "type": t, "occurred_at": NOW} for t in ("webinar", "form_submit")],
+        )
+
+    def fired_at(days: float) -> tuple[float, int, dict[str, bool] | None]:
+        with db.transaction() as s:
+            svc.rescore_leads(s, [lid], as_of=NOW + timedelta(days=days))
+            n = len(
+                list(
+                    s.scalars(
+                        select(ThresholdFiring).where(ThresholdFiring.threshold_id == "marketing_email")
+                    )
+                )
+            )
+            row = s.get(LeadScore, lid)
+            assert row is not None
+            return row.total, n, row.armed
+
+    # 50 (fit) + 20 engagement points / 2 = 60 at first; the events decay with a 30-day half-life.
+    total, n, armed = fired_at(0)
+    assert total == pytest.approx(60) and n == 2  # move_to_mql + enroll_sequence
+    for days in (5, 10):  # below 60 but not below 60 - 5: still disarmed, nothing fires
+        total, n, armed = fired_at(days)
+        assert 55 < total < 60 and n == 2 and armed == {"marketing_email": False, "sales_call": True}
+    total, n, armed = fired_at(40)  # below 55: re-armed
+    assert total < 55 and armed == {"marketing_email": True, "sales_call": True}
+    with db.transaction() as s:  # a new push over the line fires again
+        activities.ingest(
+            s, SYSTEM, [{"lead_id": lid, "type": "demo_request", "occurred_at": NOW + timedelta(days=40)}]
+        )
+    total, n, armed = fired_at(40)
+    assert total > 60 and n == 4
+
+
+def test_mql_move_is_skipped_when_not_legal(scoring: Database) -> None:
+    rep = make_user(scoring, "Rep", Role.SALES_REP)
+    with scoring.transaction() as s:
+        sales_lead = leads.create_lead(s, rep.principal, {**HOT, "email": "s@acme.io"}).lead.id
+    gone = new_lead(scoring, **{**HOT, "email": "u@acme.io"})
+    with scoring.transaction() as s:
+        leads.transition_lead(s, SYSTEM, gone, Stage.UNQUALIFIED, reason="no budget")
+    ingest(scoring, [{"lead_id": i, "type": "demo_request"} for i in (sales_lead, gone)])
+    with scoring.transaction() as s:
+        firings = {
+            f.lead_id: f
+            for f in s.scalars(select(ThresholdFiring).where(ThresholdFiring.action == "move_to_mql"))
+        }
+        assert leads.get_lead(s, SYSTEM, sales_lead).stage == "new"
+        assert leads.get_lead(s, SYSTEM, gone).stage == "unqualified"
+    assert firings[sales_lead].outcome == "skipped" and "sales-sourced" in (firings[sales_lead].detail or "")
+    assert firings[gone].outcome == "skipped" and "not a legal move" in (firings[gone].detail or "")
+
+
+def test_model_versions_validate_activate_and_roll_back(db: Database, admin: Actor) -> None:
+    doc = core.default_model().to_document()
+    bad = {**doc, "fit": {"rules": [{"id": "size", "field": "employees", "min": 5, "points": 3}]}}
+    with db.transaction() as s, pytest.raises(InvalidInput) as info:
+        svc.save_model(s, admin.principal, bad, activate=True)
+    errors = info.value.extra["errors"]
+    assert errors[0]["rule"] == "size" and errors[0]["field"] == "field"
+    with db.transaction() as s:
+        assert svc.active_model(s).version == 0
+        assert s.scalar(select(ScoringModelVersion.id)) is None  # nothing stored, nothing half-changed
+
+    strict = {**doc, "name": "Strict", "weights": {"fit": 1, "engagement": 0}}
+    with db.transaction() as s:
+        v1 = svc.save_model(s, admin.principal, doc, activate=True).version
+        v2 = svc.save_model(s, admin.principal, strict).version
+        assert (v1, v2) == (1, 2)
+        assert svc.active_model(s).version == 1
+        svc.activate_version(s, admin.principal, 2)
+        assert svc.active_model(s).model.name == "Strict"
+        svc.activate_version(s, admin.principal, 1)  # rollback
+        assert [r.active for r in svc.list_versions(s, admin.principal)] == [False, True]
+        with pytest.raises(NotFound):
+            svc.activate_version(s, admin.principal, 9)
+
+
+def test_only_admin_and_marketing_change_models(db: Database) -> None:
+    rep = make_user(db, "Rep", Role.SALES_REP)
+    manager = make_user(db, "Boss", Role.MANAGER, "east")
+    mkt = make_user(db, "Mia", Role.MARKETING)
+    doc = core.DEFAULT_DOCUMENT
+    for who in (rep, manager):
+        with db.transaction() as s, pytest.raises(Forbidden):
+            svc.save_model(s, who.principal, doc)
+    with db.transaction() as s:
+        assert svc.save_model(s, mkt.principal, doc, activate=True).active
+        assert len(svc.list_versions(s, rep.principal)) == 1
+
+
+PEOPLE = [
+    {"email": "a@acme.io", "job_title": "VP Marketing", "industry": "Software", "employee_count": 120},
+    {"email": "b@gmail.com", "job_title": "Marketing student"},
+    {"email": "c@rival.example", "job_title": "CTO", "industry": "Retail", "employee_count": 9000},
+    {
+        "email": "d@bank.example",
+        "job_title": "Sales manager",
+        "industry": "Financial Services",
+        "country": "DE",
+    },
+    {"email": "e@corp.example", "attributes": {"plan": "pro"}, "unsubscribed": True},
+]
+
+
+def _events(ids: list[int]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    kinds = ["page_view", "email_open", "email_click", "content_download", "webinar", "pricing_request"]
+    urls = ["/pricing", "/pricing/teams", "/blog/x", "/Pricing", None]
+    k = 0
+    for n, lid in enumerate(ids):
+        for i in range(4 + 7 * n):
+            k += 1
+            url = urls[(i + n) % len(urls)]
+            out.append(
+                {
+                    "lead_id": lid,
+                    "type": kinds[(i * 3 + n) % len(kinds)],
+                    "occurred_at": NOW - timedelta(days=(i * 37 + n * 11) % 120, hours=i),
+                    "properties": {"url": url} if url else None,
+                }
+            )
+    return out
+
+
+def test_full_rescore_agrees_with_incremental(db: Database, admin: Actor) -> None:
+    custom = core.default_model().to_document()
+    custom["fit"]["rules"].append(
+        {"id": "pro_plan", "field": "attributes.plan", "in": ["PRO"], "points": 7},
+    )
+    custom["fit"]["rules"].append({"id": "german", "field": "country", "equals": "de", "points": 4})
+    custom["engagement"]["rules"].append(
+        {
+            "id": "blog",
+            "event": "page_view",
+            "where": {"url": {"contains": "blog"}},
+            "points": 2,
+            "half_life_days": None,
+        }
+    )
+    custom["engagement"]["rules"].append(
+        {"id": "no_url", "event": "page_view", "where": {"url": {"exists": False}}, "points": -1}
+    )
+    with db.transaction() as s:
+        svc.save_model(s, admin.principal, custom, activate=True)
+    ids = [new_lead(db, **p) for p in PEOPLE]
+    ingest(db, _events(ids))
+    with db.transaction() as s:
+        svc.rescore_leads(s, ids, as_of=NOW, fire=False)
+        incremental = {
+            r.lead_id: (r.fit, r.engagement, r.total, r.grade) for r in s.scalars(select(LeadScore))
+        }
+        svc.clear_scores(s)
+    seen: list[tuple[int, int]] = []
+    result = svc.rescore_all(
+        db, admin.principal, as_of=NOW, chunk=2, progress=lambda d, t: seen.append((d, t))
+    )
+    assert result.leads == len(ids) and result.model_version == 1
+    assert seen[0] == (0, 5) and seen[-1] == (5, 5)
+    with db.transaction() as s:
+        full = {r.lead_id: (r.fit, r.engagement, r.total, r.grade) for r in s.scalars(select(LeadScore))}
+    assert set(full) == set(incremental)
+    for lid in ids:
+        a, b = incremental[lid], full[lid]
+        assert a[:3] == pytest.approx(b[:3], abs=1e-6), lid
+        assert a[3] == b[3]
+    assert any(v[1] > 0 for v in full.values())
+
+
+def test_explain_breaks_the_score_into_rules_and_events(scoring: Database, admin: Actor) -> None:
+    lid = new_lead(scoring, **HOT)
+    ingest(scoring, [{"lead_id": lid, "type": "page_view", "properties": {"url": "/pricing"}}])
+    with scoring.transaction() as s:
+        view = svc.explain(s, admin.principal, lid)
+        event_id = s.scalar(select(activities.Activity.id).where(activities.Activity.lead_id == lid))
+    doc = view.score.explanation()
+    pricing = next(r for r in doc["reasons"] if r["rule_id"] == "pricing_page")
+    assert pricing["events"][0]["id"] == event_id and pricing["points"] == pytest.approx(10, abs=1e-3)
+    assert [round(h.total, 1) for h in view.history] == [50.0, 55.5]
+    assert view.armed == {"marketing_email": True, "sales_call": True}
+    rep = make_user(scoring, "Other", Role.SALES_REP)
+    with scoring.transaction() as s:
+        leads.update_lead(s, admin.principal, lid, {"owner_id": admin.user_id}, expected_version=1)
+    with scoring.transaction() as s, pytest.raises(NotFound):
+        svc.explain(s, rep.principal, lid)
+
+
+def test_webhook_action_is_recorded_and_emitted(
+    db: Database, admin: Actor, captured: list[DomainEvent]
+) -> None:
+    doc = core.default_model().to_document()
+    doc["thresholds"] = [
+        {
+            "id": "hook",
+            "at": 40,
+            "actions": [{"type": "webhook", "url": "https://hooks.example/x", "secret_env": "HOOK_KEY"}],
+        }
+    ]
+    with db.transaction() as s:
+        svc.save_model(s, admin.principal, doc, activate=True)
+    lid = new_lead(db, **HOT)
+    with db.transaction() as s:
+        svc.rescore_leads(s, [lid])
+        firing = s.scalars(select(ThresholdFiring)).one()
+    assert (firing.action, firing.outcome) == ("webhook", "recorded")
+    assert firing.payload is not None and firing.payload["url"] == "https://hooks.example/x"
+    assert [e.name for e in captured] == ["scoring.webhook_requested"]
+
+
+def test_erasing_a_lead_erases_its_scores(scoring: Database) -> None:
+    lid = new_lead(scoring, **HOT)
+    ingest(scoring, [{"lead_id": lid, "type": "demo_request"}])
+    with scoring.transaction() as s:
+        leads.delete_lead(s, SYSTEM, lid)
+    with scoring.transaction() as s:
+        assert s.get(LeadScore, lid) is None
+        assert s.scalar(select(ScoreHistory.id)) is None
+        assert s.scalar(select(ThresholdFiring.id)) is None
