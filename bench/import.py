@@ -157,8 +157,8 @@ def phone_for(rng: random.Random, country: str) -> str:
             [
                 f"020 7946 {_d(rng, 4)}",
                 f"+44 20 7946 {_d(rng, 4)}",
-                f"07700 900{_d(rng, 3)}",
-                f"+44 7700 900{_d(rng, 3)}",
+                f"07911 {_d(rng, 6)}",
+                f"+44 7911 {_d(rng, 6)}",
                 f"0161 496 {_d(rng, 4)}",
                 f"+44 (0)161 496 {_d(rng, 4)}",
             ]
@@ -167,28 +167,32 @@ def phone_for(rng: random.Random, country: str) -> str:
         return rng.choice(
             [
                 f"01 {_d(rng, 2)} {_d(rng, 2)} {_d(rng, 2)} {_d(rng, 2)}",
-                f"+33 6 {_d(rng, 2)} {_d(rng, 2)} {_d(rng, 2)} {_d(rng, 2)}",
-                f"06.{_d(rng, 2)}.{_d(rng, 2)}.{_d(rng, 2)}.{_d(rng, 2)}",
+                f"+33 6 {rng.randint(10, 79)} {_d(rng, 2)} {_d(rng, 2)} {_d(rng, 2)}",
+                f"06.{rng.randint(10, 79)}.{_d(rng, 2)}.{_d(rng, 2)}.{_d(rng, 2)}",
             ]
         )
     if country == "NL":
-        return rng.choice([f"020 {_d(rng, 7)}", f"+31 6 {_d(rng, 8)}"])
+        return rng.choice([f"020 {_d(rng, 7)}", f"+31 6 12{_d(rng, 6)}"])
     if country == "ES":
         return rng.choice(
             [f"91 {_d(rng, 3)} {_d(rng, 2)} {_d(rng, 2)}", f"+34 6{_d(rng, 2)} {_d(rng, 3)} {_d(rng, 3)}"]
         )
     if country == "IT":
-        return rng.choice([f"02 {_d(rng, 8)}", f"+39 3{_d(rng, 2)} {_d(rng, 7)}"])
+        return rng.choice([f"02 {_d(rng, 8)}", f"+39 33{rng.randint(0, 9)} {_d(rng, 7)}"])
     if country == "CA":
         return rng.choice(
             [f"(416) {rng.randint(201, 989)}-{_d(rng, 4)}", f"+1 604 {rng.randint(201, 989)} {_d(rng, 4)}"]
         )
     if country == "AU":
-        return rng.choice([f"(02) {_d(rng, 4)} {_d(rng, 4)}", f"+61 4{_d(rng, 2)} {_d(rng, 3)} {_d(rng, 3)}"])
+        return rng.choice(
+            [f"(02) {_d(rng, 4)} {_d(rng, 4)}", f"+61 41{rng.randint(0, 9)} {_d(rng, 3)} {_d(rng, 3)}"]
+        )
     if country == "IN":
         return rng.choice([f"+91 98{_d(rng, 3)} {_d(rng, 5)}", f"098{_d(rng, 3)} {_d(rng, 5)}"])
     if country == "BR":
-        return rng.choice([f"(11) 9{_d(rng, 4)}-{_d(rng, 4)}", f"+55 21 {_d(rng, 4)}-{_d(rng, 4)}"])
+        return rng.choice(
+            [f"(11) 9{_d(rng, 4)}-{_d(rng, 4)}", f"+55 21 {rng.choice('2345')}{_d(rng, 3)}-{_d(rng, 4)}"]
+        )
     return f"+{rng.randint(20, 99)} {_d(rng, 9)}"
 
 
@@ -240,12 +244,16 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             elif r < 0.010 and emails:
                 email = rng.choice(emails[-1000:]).upper()
             emails.append(email)
+            r = rng.random()
+            phone = phone_for(rng, code) if r < 0.85 else ""
+            if r < 0.01:  # numbers no country uses: stored raw, the lead flagged
+                phone = rng.choice(["555-1234", "12345", "+1 (000) 000-0000", "0000000000", "call me"])
             row = [
                 f"00Q{i:012d}",
                 first if rng.random() > 0.02 else first.upper(),
                 last,
                 email,
-                phone_for(rng, code) if rng.random() < 0.85 else "",
+                phone,
                 company if not free or rng.random() < 0.6 else "",
                 rng.choice(TITLES),
                 rng.choice(SOURCES),

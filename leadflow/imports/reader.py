@@ -189,8 +189,8 @@ def sniff_delimiter(sample: str) -> str:
     best, best_score = ",", (-1.0, -1, -1, -1)
     for d in DELIMITERS:
         consistency, width = _score(sample, d)
-        # Consistent rows first, then more than one column, then the sniffer's choice, then width.
-        score = (consistency, int(width > 1), int(d == sniffed), width)
+        # More than one column first, then consistent rows, then the sniffer's choice, then width.
+        score = (float(width > 1), consistency, int(d == sniffed), width)
         if score > best_score:
             best, best_score = d, score
     return best

@@ -250,13 +250,14 @@ def _run(
                     if issue.severity == "warning":
                         warnings += 1
 
-            for result in _results(ctx, info, workers=n_workers):
-                writer.totals.failed += result.failed
-                chunk_out = writer.write(result.norm_rows())
-                write_issues(result.issues + chunk_out.issues)
-                done += result.processed
-                if progress:
-                    progress(done, info.rows)
+            with writer.connected():
+                for result in _results(ctx, info, workers=n_workers):
+                    writer.totals.failed += result.failed
+                    chunk_out = writer.write(result.norm_rows())
+                    write_issues(result.issues + chunk_out.issues)
+                    done += result.processed
+                    if progress:
+                        progress(done, info.rows)
     except BaseException as exc:
         t = writer.totals
         finish(
