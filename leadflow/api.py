@@ -22,6 +22,8 @@ from leadflow.errors import InvalidInput, LeadflowError
 from leadflow.leads.api import router as leads_router
 from leadflow.leads.forms_api import public_router as forms_public_router
 from leadflow.leads.forms_api import router as forms_router
+from leadflow.scoring import service as scoring
+from leadflow.scoring.api import router as scoring_router
 
 log = logging.getLogger("leadflow")
 
@@ -64,6 +66,7 @@ def create_app(db: Database | None = None) -> FastAPI:
             {"name": "imports", "description": "CSV import"},
             {"name": "web forms", "description": "Public web-to-lead capture"},
             {"name": "users", "description": "Users, roles and API tokens"},
+            {"name": "scoring", "description": "Lead scoring models, rescoring and explanations"},
         ],
     )
     app.state.db = database
@@ -107,4 +110,6 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(forms_router)
     app.include_router(forms_public_router)
+    app.include_router(scoring_router)
+    scoring.register(database)  # rescore leads when their events arrive or they are created
     return app

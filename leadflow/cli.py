@@ -31,6 +31,7 @@ from leadflow.errors import InvalidInput, LeadflowError
 from leadflow.leads import service as leads
 from leadflow.leads.models import Lead
 from leadflow.leads.schemas import LeadOut
+from leadflow.scoring.cli import register as register_scoring
 
 app = typer.Typer(
     name="leadflow",
@@ -421,6 +422,7 @@ def export(
 
 
 # IMPORT-WIRING register_import(app)
+register_scoring(app)
 
 
 def main() -> None:

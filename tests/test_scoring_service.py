@@ -36,6 +36,14 @@ def scoring(db: Database) -> Iterator[Database]:
 
 
 @pytest.fixture
+def quiet(db: Database) -> Database:
+    """No incremental scoring (an app built by an earlier test may have registered it)."""
+
+    svc.unregister(db)
+    return db
+
+
+@pytest.fixture
 def captured() -> Iterator[list[DomainEvent]]:
     seen: list[DomainEvent] = []
     names = ["scoring.task_requested", "scoring.sequence_enrollment_requested", "scoring.webhook_requested"]
@@ -125,6 +133,7 @@ def test_events_raise_the_score_and_thresholds_act_once(
     assert [round(h.total) for h in history][:3] == [50, 55, 60]
 
 
+@pytest.mark.usefixtures("quiet")
 def test_hovering_at_the_line_does_not_fire_again(db: Database) -> None:
     lid = new_lead(db, **HOT)
     with db.transaction() as s:
@@ -183,6 +192,7 @@ def test_mql_move_is_skipped_when_not_legal(scoring: Database) -> None:
     assert firings[gone].outcome == "skipped" and "not a legal move" in (firings[gone].detail or "")
 
 
+@pytest.mark.usefixtures("quiet")
 def test_model_versions_validate_activate_and_roll_back(db: Database, admin: Actor) -> None:
     doc = core.default_model().to_document()
     bad = {**doc, "fit": {"rules": [{"id": "size", "field": "employees", "min": 5, "points": 3}]}}
@@ -208,6 +218,7 @@ def test_model_versions_validate_activate_and_roll_back(db: Database, admin: Act
             svc.activate_version(s, admin.principal, 9)
 
 
+@pytest.mark.usefixtures("quiet")
 def test_only_admin_and_marketing_change_models(db: Database) -> None:
     rep = make_user(db, "Rep", Role.SALES_REP)
     manager = make_user(db, "Boss", Role.MANAGER, "east")
@@ -255,6 +266,7 @@ def _events(ids: list[int]) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.usefixtures("quiet")
 def test_full_rescore_agrees_with_incremental(db: Database, admin: Actor) -> None:
     custom = core.default_model().to_document()
     custom["fit"]["rules"].append(
@@ -317,6 +329,7 @@ def test_explain_breaks_the_score_into_rules_and_events(scoring: Database, admin
         svc.explain(s, rep.principal, lid)
 
 
+@pytest.mark.usefixtures("quiet")
 def test_webhook_action_is_recorded_and_emitted(
     db: Database, admin: Actor, captured: list[DomainEvent]
 ) -> None:

@@ -52,6 +52,7 @@ SCORING_ACTOR = Principal(user_id=None, label="lead scoring", role=Role.ADMIN)
 MANAGERS = frozenset({Role.ADMIN, Role.MARKETING})
 HISTORY_EPSILON = 0.005  # a score point is written to the history when a score moves this much
 CHUNK = 50_000
+INCREMENTAL_BATCH = 2_000
 
 ProgressFn = Callable[[int, int], None]
 
@@ -259,31 +260,52 @@ def _attribute_columns(
     return ids, columns
 
 
+def _attributes_for(
+    session: Session, model: core.ScoringModel, ids: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Live leads' attributes as the fit rules see them, by lead id."""
+
+    if not ids:
+        return {}
+    found, cols = _attribute_columns(session, model, f"l.id IN ({_id_list(ids)})", {})
+    out: dict[int, dict[str, Any]] = {lid: {} for lid in found}
+    for name, arr in cols.items():
+        for lid, v in zip(found, arr.tolist(), strict=True):
+            if isinstance(v, float):
+                v = None if math.isnan(v) else (int(v) if v.is_integer() else v)
+            if name.startswith(core.ATTRIBUTE_PREFIX):
+                out[lid].setdefault("attributes", {})[name[len(core.ATTRIBUTE_PREFIX) :]] = v
+            else:
+                out[lid][name] = v
+    return out
+
+
 def lead_attributes(session: Session, model: core.ScoringModel, lead_id: int) -> dict[str, Any] | None:
     """One lead's attributes as the fit rules see them (None: no such live lead)."""
 
-    ids, cols = _attribute_columns(session, model, "l.id = :id", {"id": lead_id})
+    return _attributes_for(session, model, [lead_id]).get(lead_id)
+
+
+def _events_for(session: Session, ids: Sequence[int]) -> dict[int, list[core.EventRecord]]:
+    out: dict[int, list[core.EventRecord]] = {int(i): [] for i in ids}
     if not ids:
-        return None
-    out: dict[str, Any] = {}
-    for name, arr in cols.items():
-        v = arr[0]
-        if isinstance(v, float | np.floating):
-            v = None if math.isnan(v) else (int(v) if float(v).is_integer() else float(v))
-        if name.startswith(core.ATTRIBUTE_PREFIX):
-            out.setdefault("attributes", {})[name[len(core.ATTRIBUTE_PREFIX) :]] = v
-        else:
-            out[name] = v
+        return out
+    rows = session.execute(
+        select(Activity.lead_id, Activity.id, Activity.type, Activity.occurred_at, Activity.properties).where(
+            Activity.lead_id.in_(ids)
+        )
+    ).all()
+    for lid, i, t, at, p in rows:
+        out[int(lid)].append(core.EventRecord(int(i), str(t), at, p))
     return out
 
 
 def lead_events(session: Session, lead_id: int) -> list[core.EventRecord]:
-    rows = session.execute(
-        select(Activity.id, Activity.type, Activity.occurred_at, Activity.properties).where(
-            Activity.lead_id == lead_id
-        )
-    ).all()
-    return [core.EventRecord(int(i), str(t), at, p) for i, t, at, p in rows]
+    return _events_for(session, [lead_id])[lead_id]
+
+
+def _id_list(ids: Sequence[int]) -> str:
+    return ",".join(str(int(i)) for i in ids)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -669,17 +691,26 @@ def rescore_leads(
     if not ids:
         return result
     now = as_of or utcnow()
-    _lock_scores(session, "lead_id IN (" + ",".join(str(i) for i in ids) + ")", {})
-    scored: list[int] = []
-    values: list[core.LeadScore] = []
-    for lid in ids:
-        one = score_one(session, active, lid, now)
-        if one is None:
-            continue
-        scored.append(lid)
-        values.append(one[0])
+    for start in range(0, len(ids), INCREMENTAL_BATCH):
+        _rescore_some(session, active, ids[start : start + INCREMENTAL_BATCH], now, result, fire)
+    return result
+
+
+def _rescore_some(
+    session: Session,
+    active: ActiveModel,
+    ids: Sequence[int],
+    now: datetime,
+    result: RescoreResult,
+    fire: bool,
+) -> None:
+    _lock_scores(session, f"lead_id IN ({_id_list(ids)})", {})
+    attrs = _attributes_for(session, active.model, ids)
+    events = _events_for(session, list(attrs))
+    scored = sorted(attrs)
+    values = [core.score_lead(active.model, attrs[lid], events[lid], now) for lid in scored]
     if not scored:
-        return result
+        return
     arrays = core.ScoreArrays(
         fit=np.array([v.fit for v in values]),
         engagement=np.array([v.engagement for v in values]),
@@ -693,7 +724,6 @@ def rescore_leads(
         for v in values
     ]
     _write(session, active, scored, arrays, summaries, now, result, fire)
-    return result
 
 
 def _on_event(db: Database) -> Callable[[DomainEvent], None]:
