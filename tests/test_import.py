@@ -604,3 +604,25 @@ def test_worker_pool_gives_the_same_result_as_inline(db: Database, tmp_path: Pat
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Account)) == 7
     assert json.loads(json.dumps(pooled.columns))["Lead Status"] == "stage"
+
+
+def test_each_chunk_publishes_one_event(db: Database, tmp_path: Path) -> None:
+    from leadflow.events import DomainEvent, subscribe, unsubscribe
+
+    seen: list[DomainEvent] = []
+    subscribe("leads.imported", seen.append)
+    try:
+        path = write(tmp_path / "ev.csv", "email\n" + "".join(f"p{i}@acme-corp.com\n" for i in range(5)))
+        first = run(db, path, tmp_path, chunk_size=2)
+        run(db, path, tmp_path, dry_run=True)
+        run(
+            db,
+            write(tmp_path / "ev2.csv", "email,title\np0@acme-corp.com,CEO\np1@acme-corp.com,\n"),
+            tmp_path,
+        )
+    finally:
+        unsubscribe("leads.imported", seen.append)
+    ids = {e: lead.id for e, lead in leads(db).items()}
+    assert [len(e.payload["created_ids"]) for e in seen] == [2, 2, 1, 0]
+    assert seen[0].payload["import_id"] == first.id
+    assert seen[-1].payload["updated_ids"] == [ids["p0@acme-corp.com"]] == seen[-1].payload["lead_ids"]

@@ -29,6 +29,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.principal import Principal
 from leadflow.db.base import Database, utcnow
+from leadflow.events import emit
 from leadflow.imports.rows import FIRMOGRAPHICS, WORKER_COLUMNS, Issue, NormRow
 from leadflow.leads.models import Account, ImportJob, Lead, StageChange
 
@@ -74,6 +75,8 @@ class ChunkOutcome:
     failed: int = 0
     accounts_created: int = 0
     issues: list[Issue] = field(default_factory=list)
+    created_ids: list[int] = field(default_factory=list)  # of this chunk only
+    updated_ids: list[int] = field(default_factory=list)
 
     def add(self, other: ChunkOutcome) -> None:
         self.created += other.created
@@ -81,7 +84,7 @@ class ChunkOutcome:
         self.skipped += other.skipped
         self.failed += other.failed
         self.accounts_created += other.accounts_created
-        self.issues.extend(other.issues)
+        self.issues.extend(other.issues)  # ids are not summed: each chunk publishes its own
 
 
 class _SQL:
@@ -329,7 +332,23 @@ class ChunkWriter:
                     ),
                 )
             commit_cache()
+        self._publish(out)
         return out
+
+    def _publish(self, out: ChunkOutcome) -> None:
+        """One ``leads.imported`` domain event per committed chunk (subscribers such as scoring
+        get the ids in sets, never one event per lead)."""
+
+        if out.created_ids or out.updated_ids:
+            with self.db.transaction() as session:
+                emit(
+                    session,
+                    "leads.imported",
+                    import_id=self.job_id,
+                    lead_ids=out.created_ids + out.updated_ids,
+                    created_ids=out.created_ids,
+                    updated_ids=out.updated_ids,
+                )
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -575,6 +594,7 @@ class ChunkWriter:
                 now,
             )
         out.created += len(rows)
+        out.created_ids.extend(ids[r.email] for r in rows)
 
     def _merge(
         self, row: NormRow, stored: dict[str, Any], *, account_id: int | None, probe: bool = False
@@ -643,6 +663,7 @@ class ChunkWriter:
                 out.skipped += 1
                 continue
             out.updated += 1
+            out.updated_ids.append(stored["id"])
             before = {k: stored[k] for k in LEAD_UPDATE if merged[k] != stored[k]}
             after = {k: merged[k] for k in before}
             audits.append(("lead", stored["id"], "update", before, after, None))
