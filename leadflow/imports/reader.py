@@ -186,11 +186,11 @@ def sniff_delimiter(sample: str) -> str:
         sniffed: str | None = csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
     except csv.Error:
         sniffed = None
-    best, best_score = ",", (-1.0, -1, -1, -1)
+    best, best_score = ",", (-1, -1.0, -1, -1)
     for d in DELIMITERS:
         consistency, width = _score(sample, d)
         # More than one column first, then consistent rows, then the sniffer's choice, then width.
-        score = (float(width > 1), consistency, int(d == sniffed), width)
+        score = (int(width > 1), consistency, int(d == sniffed), width)
         if score > best_score:
             best, best_score = d, score
     return best
