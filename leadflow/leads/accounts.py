@@ -125,6 +125,12 @@ def update_account(
     return account
 
 
+def _prefix(term: str) -> str:
+    """A LIKE pattern matching values that start with ``term``: "%" and "_" are literal."""
+
+    return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 @dataclass
 class AccountFilter:
     q: str | None = None
@@ -153,7 +159,10 @@ def list_accounts(
     if f.q:
         term = f.q.strip().lower()
         stmt = stmt.where(
-            or_(Account.name_key.like(f"{normalize_company(term)}%"), Account.domain.like(f"{term}%"))
+            or_(
+                Account.name_key.like(_prefix(normalize_company(term)), escape="\\"),
+                Account.domain.like(_prefix(term), escape="\\"),
+            )
         )
     if f.domain:
         stmt = stmt.where(Account.domain == f.domain.strip().lower())

@@ -656,13 +656,14 @@ def _apply_filter(stmt: Select[Any], f: LeadFilter) -> Select[Any]:
         stmt = stmt.where(Lead.email == f.email.strip().lower())
     if f.q:
         term = f.q.strip().lower()
-        like = f"{term}%"
+        # A prefix search: "%" and "_" typed by the user are characters, not wildcards.
+        like = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         stmt = stmt.where(
             or_(
-                Lead.email.like(like),
-                func.lower(Lead.last_name).like(like),
-                func.lower(Lead.first_name).like(like),
-                func.lower(Lead.company).like(like),
+                Lead.email.like(like, escape="\\"),
+                func.lower(Lead.last_name).like(like, escape="\\"),
+                func.lower(Lead.first_name).like(like, escape="\\"),
+                func.lower(Lead.company).like(like, escape="\\"),
             )
         )
     if f.bad_candidate is not None:
