@@ -207,6 +207,9 @@ def test_account_filters(client: TestClient, admin: Actor) -> None:
     assert ids(country="us") == [b["id"], c["id"]]
     assert ids(country="us", industry="Software") == [c["id"]]
     assert ids(q="zzz") == []
+    under = new_account(client, admin, name="Data_Works")
+    new_account(client, admin, name="DataXWorks")
+    assert ids(q="data_") == [under["id"]]  # "_" is a character, not a wildcard
 
 
 def test_account_sorting_and_cursor(client: TestClient, admin: Actor) -> None:

@@ -19,6 +19,7 @@ from leadflow.api import create_app
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import Role, User
 from leadflow.db.base import Database
+from leadflow.errors import StaleVersion
 from leadflow.leads import service as svc
 from leadflow.leads.models import Account, Activity, Lead, StageChange
 
@@ -512,6 +513,16 @@ def test_every_list_filter(client: TestClient, admin: Actor, db: Database) -> No
     assert _ids(client, admin, source="webinar", country="US") == [c["id"]]
 
 
+def test_search_treats_wildcards_literally(client: TestClient, admin: Actor) -> None:
+    under = create(client, admin, email="j_doe@acme.io")
+    create(client, admin, email="jxdoe@acme.io")
+    pct = create(client, admin, email="ann@acme.io", company="100% Natural")
+    create(client, admin, email="bo@acme.io", company="1000 Lakes")
+    assert _ids(client, admin, q="j_") == [under["id"]]
+    assert _ids(client, admin, q="100%") == [pct["id"]]
+    assert _ids(client, admin, q="%") == []
+
+
 def test_date_filters(client: TestClient, admin: Actor) -> None:
     a = create(client, admin, email="a@acme.io")
     b = create(client, admin, email="b@acme.io")
@@ -750,6 +761,25 @@ def test_missing_or_bad_version_answers_422(client: TestClient, admin: Actor) ->
     )
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["header", "If-Match"]
+
+
+def test_concurrent_writers_cannot_both_win(db: Database, admin: Actor) -> None:
+    """Both writers read version 1; the one committing second is refused even though its own
+    copy of the lead still says version 1 (compare-and-set in SQL)."""
+
+    with db.transaction() as s:
+        lead_id = svc.create_lead(s, admin.principal, {"email": "ada@acme.io"}).lead.id
+    with db.sessions() as slow:
+        stale = svc.get_lead(slow, admin.principal, lead_id)
+        assert stale.version == 1
+        with db.transaction() as fast:
+            svc.update_lead(fast, admin.principal, lead_id, {"first_name": "Fast"}, expected_version=1)
+        with pytest.raises(StaleVersion):
+            svc.update_lead(slow, admin.principal, lead_id, {"first_name": "Slow"}, expected_version=1)
+        slow.rollback()
+    with db.transaction() as s:
+        lead = svc.get_lead(s, admin.principal, lead_id)
+        assert (lead.first_name, lead.version) == ("Fast", 2)
 
 
 def test_patch_without_a_change_keeps_the_version(client: TestClient, admin: Actor) -> None:

@@ -176,6 +176,8 @@ def test_leads_list_pages_with_a_cursor(run: Cli, populated: dict[str, int]) -> 
     second = run.ok("leads", "list", "--sort", "last_name", "--limit", "2", "--cursor", cursor)
     assert "r2@leads.io" in second and "r1@leads.io" in second  # Reyes, Rivers
     assert "free@leads.io" not in second
+    newest = run.ok("leads", "list", "--sort", "-last_name", "--limit", "1")
+    assert "w1@leads.io" in newest and "r1@leads.io" not in newest  # Wong comes last
     res = run("leads", "list", "--sort", "email")
     assert res.exit_code == 2 and "sort" in res.stderr
 
