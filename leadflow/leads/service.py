@@ -448,11 +448,12 @@ def update_lead(
         if data["attributes"] is not None and not isinstance(data["attributes"], dict):
             raise InvalidInput("attributes", "must be an object")
         values["attributes"] = data["attributes"]
-    before = snapshot(lead)
+    before = {**snapshot(lead), "attributes": lead.attributes}
     for key, value in values.items():
         setattr(lead, key, value)
-    b, a = changes(before, snapshot(lead))
-    if not a and "attributes" not in data:
+    # attributes are audited here too (they are not in the snapshot other entries carry).
+    b, a = changes(before, {**snapshot(lead), "attributes": lead.attributes})
+    if not a:
         return lead
     _bump(session, lead, expected_version)
     record(session, actor, "lead", lead.id, "update", before=b, after=a, reason=reason)
