@@ -792,6 +792,27 @@ def test_patch_without_a_change_keeps_the_version(client: TestClient, admin: Act
     assert [a["action"] for a in audit(client, admin, lead["id"])] == ["create"]
 
 
+def test_patch_of_attributes_is_audited_and_a_no_op_keeps_the_version(
+    client: TestClient, admin: Actor
+) -> None:
+    lead = create(client, admin, email="ada@acme.io", attributes={"plan": "free", "seats": 1})
+    url = f"/api/leads/{lead['id']}"
+    r = client.patch(
+        url, json={"version": 1, "attributes": {"plan": "pro", "seats": 1}}, headers=admin.headers
+    )
+    assert (r.json()["attributes"], r.json()["version"]) == ({"plan": "pro", "seats": 1}, 2)
+    entry = audit(client, admin, lead["id"])[-1]
+    assert entry["before"] == {"attributes": {"plan": "free", "seats": 1}}
+    assert entry["after"] == {"attributes": {"plan": "pro", "seats": 1}}
+    r = client.patch(
+        url, json={"version": 2, "attributes": {"seats": 1, "plan": "pro"}}, headers=admin.headers
+    )
+    assert r.json()["version"] == 2
+    assert len(audit(client, admin, lead["id"])) == 2
+    r = client.patch(url, json={"version": 2, "attributes": None}, headers=admin.headers)
+    assert (r.json()["attributes"], r.json()["version"]) == (None, 3)
+
+
 def test_patch_validation(client: TestClient, admin: Actor) -> None:
     a = create(client, admin, email="ada@acme.io")
     b = create(client, admin, email="bob@acme.io")
