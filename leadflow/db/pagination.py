@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.types import TypeDecorator
 
 from leadflow.errors import InvalidInput
 
@@ -42,6 +43,17 @@ def decode_cursor(cursor: str) -> tuple[Any, int]:
     return value, ident
 
 
+def _python_type(column: InstrumentedAttribute[Any]) -> type:
+    sql_type = column.type
+    if isinstance(sql_type, TypeDecorator):  # e.g. UTCDateTime: the type it decorates
+        sql_type = sql_type.impl_instance
+    try:
+        python_type: type = sql_type.python_type
+    except NotImplementedError:  # pragma: no cover - every sortable column has one
+        return object
+    return python_type
+
+
 def keyset(
     stmt: Select[Any],
     column: InstrumentedAttribute[Any],
@@ -56,6 +68,10 @@ def keyset(
 
     if cursor:
         value, ident = decode_cursor(cursor)
+        if value is not None and column is not id_column and not isinstance(value, _python_type(column)):
+            # A cursor of another sort order (or a forged one): comparing it to this column would
+            # fail in PostgreSQL and give wrong pages in SQLite.
+            raise InvalidInput("cursor", "does not belong to this sort order; start again without it")
         cond: ColumnElement[bool]
         if column is id_column:
             cond = id_column < ident if descending else id_column > ident
