@@ -557,6 +557,19 @@ def test_list_rejects_bad_sort_limit_and_cursor(client: TestClient, admin: Actor
     assert r.json()["detail"][0]["loc"] == ["cursor"]
 
 
+def test_a_cursor_of_another_sort_order_answers_422(client: TestClient, admin: Actor) -> None:
+    for i in range(3):
+        create(client, admin, email=f"c{i}@acme.io", last_name=f"Name{i}")
+    by_date = client.get("/api/leads?limit=1&sort=created_at", headers=admin.headers).json()["next_cursor"]
+    by_name = client.get("/api/leads?limit=1&sort=-last_name", headers=admin.headers).json()["next_cursor"]
+    for sort, cursor in (("last_name", by_date), ("-updated_at", by_name), ("stage_changed_at", by_name)):
+        r = client.get("/api/leads", params={"sort": sort, "cursor": cursor}, headers=admin.headers)
+        assert r.status_code == 422, (sort, r.text)
+        assert r.json()["detail"][0]["loc"] == ["cursor"]
+    r = client.get("/api/leads", params={"sort": "-last_name", "cursor": by_name}, headers=admin.headers)
+    assert [x["last_name"] for x in r.json()["items"]] == ["Name1", "Name0"]
+
+
 # ----------------------------------------------------------------------------------- list: cursor
 
 SORTS = ["id", "created_at", "updated_at", "last_name", "stage_changed_at"]
