@@ -843,41 +843,61 @@ def fit_fields_needed(model: ScoringModel) -> list[str]:
     return out
 
 
+_STR_OR_NONE = frozenset({str, type(None)})
+
+
 def _factorize(values: ObjArray) -> tuple[list[Any], IntArray]:
     """Distinct values and, for each element, the index of its value (hash-based, O(n))."""
 
-    index: dict[Any, int] = {}
-    codes = np.empty(len(values), dtype=np.int64)
-    uniques: list[Any] = []
-    for i, v in enumerate(values.tolist()):
-        key = v if isinstance(v, str | int | float | bool | type(None)) else repr(v)
-        code = index.get(key)
+    vals = values.tolist()
+    if set(map(type, vals)) <= _STR_OR_NONE:  # the common case: text columns, C-speed loops
+        uniques = list(dict.fromkeys(vals))
+        index = {v: i for i, v in enumerate(uniques)}
+        codes = np.fromiter(map(index.__getitem__, vals), dtype=np.int64, count=len(vals))
+        return uniques, codes
+    # Mixed types: 1, 1.0 and True are equal as dict keys but not as attribute values.
+    keyed: dict[Any, int] = {}
+    codes = np.empty(len(vals), dtype=np.int64)
+    uniques = []
+    for i, v in enumerate(vals):
+        key = (type(v), v) if isinstance(v, str | int | float | bool | type(None)) else (type(v), repr(v))
+        code = keyed.get(key)
         if code is None:
-            code = index[key] = len(uniques)
+            code = keyed[key] = len(uniques)
             uniques.append(v)
         codes[i] = code
     return uniques, codes
 
 
-def _apply_on_uniques(values: ObjArray, test: Callable[[Any], bool]) -> BoolArray:
-    uniques, codes = _factorize(values)
+def _apply_on_uniques(
+    values: ObjArray, test: Callable[[Any], bool], factorized: tuple[list[Any], IntArray] | None = None
+) -> BoolArray:
+    uniques, codes = factorized or _factorize(values)
     table = np.fromiter((test(u) for u in uniques), dtype=np.bool_, count=len(uniques))
     result: BoolArray = table[codes] if len(uniques) else np.zeros(len(values), dtype=np.bool_)
     return result
 
 
+def _domain(email: Any) -> str | None:
+    text = str(email) if email else ""
+    return text.rpartition("@")[2].strip().lower() if "@" in text else None
+
+
 def derive_columns(columns: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
-    """Add email_domain and free_mail columns (computed per distinct address)."""
+    """Add email_domain and free_mail columns (as :func:`derive_attributes` does for one lead)."""
 
     out = dict(columns)
     if "email" in out and ("email_domain" not in out or "free_mail" not in out):
         emails = np.asarray(out["email"], dtype=object)
         uniques, codes = _factorize(emails)
-        facts = [derive_attributes({"email": e}) for e in uniques]
-        domains = np.array([f["email_domain"] for f in facts] + [None], dtype=object)[:-1]
-        free = np.array([f["free_mail"] for f in facts] + [None], dtype=object)[:-1]
-        out.setdefault("email_domain", domains[codes] if len(uniques) else np.array([], dtype=object))
-        out.setdefault("free_mail", free[codes] if len(uniques) else np.array([], dtype=object))
+        domains = np.empty(len(uniques), dtype=object)
+        domains[:] = [_domain(e) for e in uniques]
+        out.setdefault("email_domain", domains[codes] if len(uniques) else np.empty(0, dtype=object))
+    if "email_domain" in out and "free_mail" not in out:
+        dom_uniques, dom_codes = _factorize(np.asarray(out["email_domain"], dtype=object))
+        free = np.empty(len(dom_uniques), dtype=object)
+        free[:] = [None if d is None else is_free_mail(d) for d in dom_uniques]
+        out["free_mail"] = free[dom_codes] if len(dom_uniques) else np.empty(0, dtype=object)
     return out
 
 
@@ -888,6 +908,7 @@ def fit_points_matrix(model: ScoringModel, columns: Mapping[str, npt.NDArray[Any
 
     cols = derive_columns(columns)
     out = np.zeros((n, len(model.fit.rules)), dtype=np.float64)
+    factorized: dict[str, tuple[list[Any], IntArray]] = {}
     for j, rule in enumerate(model.fit.rules):
         test = fit_predicate(rule)
         values = cols.get(rule.field)
@@ -896,7 +917,10 @@ def fit_points_matrix(model: ScoringModel, columns: Mapping[str, npt.NDArray[Any
         elif values.dtype.kind == "f":
             hit = _numeric_hits(rule, values.astype(np.float64, copy=False), test)
         else:
-            hit = _apply_on_uniques(np.asarray(values, dtype=object), test)
+            obj = np.asarray(values, dtype=object)
+            if rule.field not in factorized:
+                factorized[rule.field] = _factorize(obj)
+            hit = _apply_on_uniques(obj, test, factorized[rule.field])
         out[:, j] = np.where(hit, rule.points, 0.0)
     return out
 

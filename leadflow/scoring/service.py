@@ -21,16 +21,16 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from leadflow.audit.service import record
@@ -52,6 +52,7 @@ SCORING_ACTOR = Principal(user_id=None, label="lead scoring", role=Role.ADMIN)
 MANAGERS = frozenset({Role.ADMIN, Role.MARKETING})
 HISTORY_EPSILON = 0.005  # a score point is written to the history when a score moves this much
 CHUNK = 50_000
+ALL_EVENTS = "1 = 1"  # the full rescore's filter on activities: every event, in storage order
 INCREMENTAL_BATCH = 2_000
 
 ProgressFn = Callable[[int, int], None]
@@ -252,11 +253,12 @@ def _attribute_columns(
 ) -> tuple[list[int], dict[str, np.ndarray[Any, Any]]]:
     dialect = session.get_bind().dialect.name
     names, sql = _attribute_sql(model, dialect)
-    rows = session.execute(
-        text(f"{sql} WHERE l.merged_into_id IS NULL AND {where} ORDER BY l.id"), params
-    ).all()
-    ids = [int(r[0]) for r in rows]
-    columns = {name: _convert(name, [r[i + 1] for r in rows]) for i, name in enumerate(names)}
+    rows = _raw_rows(session, f"{sql} WHERE l.merged_into_id IS NULL AND {where} ORDER BY l.id", params)
+    if not rows:
+        return [], {name: np.empty(0, dtype=object) for name in names}
+    cols = list(zip(*rows, strict=True))
+    ids = [int(i) for i in cols[0]]
+    columns = {name: _convert(name, list(cols[i + 1])) for i, name in enumerate(names)}
     return ids, columns
 
 
@@ -308,15 +310,43 @@ def _id_list(ids: Sequence[int]) -> str:
     return ",".join(str(int(i)) for i in ids)
 
 
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def _raw_rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run SQL with ``:name`` parameters on the DBAPI cursor: plain tuples, no Row objects
+    (the bulk path reads hundreds of thousands of rows)."""
+
+    conn = session.connection()
+    raw: Any = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        sql = _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+    cur = raw.cursor()
+    try:
+        cur.execute(sql, dict(params))
+        rows: list[tuple[Any, ...]] = cur.fetchall()
+    finally:
+        cur.close()
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------
 # Engagement in SQL (bulk path)
 # ---------------------------------------------------------------------------------------------
 
 
 def _epoch_sql(dialect: str) -> str:
+    """Seconds since the epoch of an event, exact to the microsecond (julianday() is not)."""
+
     if dialect == "postgresql":
         return "EXTRACT(EPOCH FROM act.occurred_at)::float8"
-    return "((julianday(act.occurred_at) - 2440587.5) * 86400.0)"
+    # UTCDateTime stores 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC) on SQLite.
+    whole = (
+        "unixepoch(act.occurred_at)"
+        if sqlite3.sqlite_version_info >= (3, 38)
+        else ("CAST(strftime('%s', act.occurred_at) AS INTEGER)")
+    )
+    return f"({whole} + CAST(substr(act.occurred_at, 20) AS REAL))"
 
 
 def _condition_sql(dialect: str, key: str, cond: core.PropertyCondition, params: dict[str, Any]) -> str:
@@ -349,47 +379,92 @@ def _condition_sql(dialect: str, key: str, cond: core.PropertyCondition, params:
 
 
 def _engagement_sql(model: core.ScoringModel, dialect: str, where: str) -> tuple[str, dict[str, Any]]:
-    """One scan of the activities in range: matching events grouped by (lead, rule, period), with
-    the count and the sum of decay factors; the outer query applies the caps and sums per rule."""
+    """One pass over the activities in ``where``: each event joins the rules for its type (a tiny
+    VALUES table), property filters apply per rule, and matching events are grouped by (lead,
+    rule, cap period) with their count and the sum of their decay factors; the outer query applies
+    the caps and sums the points per (lead, rule)."""
 
+    rules = model.engagement.rules
+    if not rules:
+        return "", {}
     params: dict[str, Any] = {}
     epoch = _epoch_sql(dialect)
-    branches = []
-    for j, rule in enumerate(model.engagement.rules):
+    values = ", ".join(f"({j}, :t{j})" for j in range(len(rules)))
+    for j, rule in enumerate(rules):
         params[f"t{j}"] = rule.event
-        conds = [f"act.type = :t{j}"]
-        conds += [_condition_sql(dialect, k, c, params) for k, c in rule.where.items()]
+    conds = []
+    for j, rule in enumerate(rules):
+        if rule.where:
+            sql = " AND ".join(_condition_sql(dialect, k, c, params) for k, c in rule.where.items())
+            conds.append(f"WHEN {j} THEN ({sql})")
+    match = f"(CASE r.idx {' '.join(conds)} ELSE TRUE END)" if conds else "TRUE"
+    greatest = "GREATEST" if dialect == "postgresql" else "MAX"
+    least = "LEAST" if dialect == "postgresql" else "MIN"
+    decays, periods, points, caps = [], [], [], []
+    for j, rule in enumerate(rules):
         hl = model.half_life(rule)
-        decay = "1.0" if hl is None else f"power(0.5, GREATEST(:now - {epoch}, 0) / 86400.0 / {float(hl)!r})"
-        if dialect != "postgresql":
-            decay = decay.replace("GREATEST", "MAX")
-        period = f"floor({epoch} / {float(rule.cap.days * 86400)!r})" if rule.cap else "0"
-        branches.append(
-            f"SELECT act.lead_id AS lead_id, {j} AS rule, {period} AS period, {decay} AS decay "
-            f"FROM activities act WHERE {where} AND {' AND '.join(conds)}"
-        )
-    if not branches:
-        return "", params
-    pts = " ".join(f"WHEN {j} THEN {float(r.points)!r}" for j, r in enumerate(model.engagement.rules))
-    caps = " ".join(
-        f"WHEN {j} THEN {float(r.cap.points)!r}" for j, r in enumerate(model.engagement.rules) if r.cap
-    )
-    points = f"(CASE g.rule {pts} END)"
+        if hl is not None:
+            decays.append(f"WHEN {j} THEN power(0.5, {greatest}(:now - e.ep, 0) / {float(hl) * 86400.0!r})")
+        if rule.cap:
+            periods.append(f"WHEN {j} THEN floor(e.ep / {float(rule.cap.days * 86400)!r})")
+            caps.append(f"WHEN {j} THEN {float(rule.cap.points)!r}")
+        points.append(f"WHEN {j} THEN {float(rule.points)!r}")
+    decay = f"(CASE r.idx {' '.join(decays)} ELSE 1.0 END)" if decays else "1.0"
+    period = f"(CASE r.idx {' '.join(periods)} ELSE 0 END)" if periods else "0"
+    pts = f"(CASE g.idx {' '.join(points)} END)"
     share = (
-        f"(CASE WHEN (CASE g.rule {caps} ELSE NULL END) IS NULL THEN 1.0 "
-        f"ELSE LEAST(1.0, (CASE g.rule {caps} END) / (g.n * ABS({points}))) END)"
+        f"(CASE WHEN (CASE g.idx {' '.join(caps)} ELSE NULL END) IS NULL THEN 1.0 "
+        f"ELSE {least}(1.0, (CASE g.idx {' '.join(caps)} END) / (g.n * ABS({pts}))) END)"
         if caps
         else "1.0"
     )
-    if dialect != "postgresql":
-        share = share.replace("LEAST(", "MIN(")
+    # SQLite would walk the (lead_id, occurred_at) index and fetch each event's row out of order.
+    scan = " NOT INDEXED" if where == ALL_EVENTS and dialect == "sqlite" else ""
+    pivot = ", ".join(f"SUM(CASE h.idx WHEN {j} THEN h.c ELSE 0 END)" for j in range(len(rules)))
     sql = (
-        f"SELECT g.lead_id, g.rule, SUM({points} * {share} * g.dsum) FROM ("
-        f"SELECT lead_id, rule, period, COUNT(*) AS n, SUM(decay) AS dsum FROM ("
-        + " UNION ALL ".join(branches)
-        + ") e GROUP BY lead_id, rule, period) g GROUP BY g.lead_id, g.rule"
+        f"WITH r(idx, type) AS (VALUES {values}) "
+        f"SELECT h.lead_id, {pivot} FROM ("
+        f"SELECT g.lead_id AS lead_id, g.idx AS idx, {pts} * {share} * g.dsum AS c FROM ("
+        f"SELECT e.lead_id AS lead_id, r.idx AS idx, {period} AS period, COUNT(*) AS n, SUM({decay}) AS dsum "
+        f"FROM (SELECT act.lead_id AS lead_id, act.type AS type, act.properties AS properties, {epoch} AS ep "
+        # CROSS JOIN: SQLite keeps the activities as the outer loop (one pass over them).
+        f"FROM activities act{scan} WHERE {where}) e CROSS JOIN r "
+        f"WHERE r.type = e.type AND {match.replace('act.properties', 'e.properties')} "
+        f"GROUP BY e.lead_id, r.idx, {period}) g) h GROUP BY h.lead_id"
     )
     return sql, params
+
+
+@dataclass(frozen=True)
+class EngagementTable:
+    """Engagement points per (lead, rule) for the leads that have matching events."""
+
+    leads: np.ndarray[Any, np.dtype[np.int64]]  # sorted
+    points: np.ndarray[Any, np.dtype[np.float64]]  # (len(leads), rules)
+
+    def rows_for(self, ids: Sequence[int], n_rules: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+        out = np.zeros((len(ids), n_rules), dtype=np.float64)
+        if not len(self.leads) or not len(ids):
+            return out
+        id_arr = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(self.leads, id_arr)
+        ok = (pos < len(self.leads)) & (self.leads[np.minimum(pos, len(self.leads) - 1)] == id_arr)
+        out[ok] = self.points[pos[ok]]
+        return out
+
+
+def _engagement_table(
+    session: Session, model: core.ScoringModel, where: str, params: Mapping[str, Any], as_of: datetime
+) -> EngagementTable:
+    n = len(model.engagement.rules)
+    sql, p = _engagement_sql(model, session.get_bind().dialect.name, where)
+    rows = _raw_rows(session, sql, {**params, **p, "now": as_of.timestamp()}) if sql else []
+    if not rows:
+        return EngagementTable(np.zeros(0, dtype=np.int64), np.zeros((0, n), dtype=np.float64))
+    arr = np.array(rows, dtype=np.float64)
+    leads = arr[:, 0].astype(np.int64)
+    order = np.argsort(leads, kind="stable")
+    return EngagementTable(leads[order], arr[order, 1:])
 
 
 def _engagement_matrix(
@@ -400,25 +475,10 @@ def _engagement_matrix(
     params: Mapping[str, Any],
     as_of: datetime,
 ) -> np.ndarray[Any, np.dtype[np.float64]]:
-    dialect = session.get_bind().dialect.name
-    out = np.zeros((len(ids), len(model.engagement.rules)), dtype=np.float64)
-    sql, p = _engagement_sql(model, dialect, where)
-    if not sql or not ids:
-        return out
-    rows = session.execute(text(sql), {**params, **p, "now": as_of.timestamp()}).all()
-    if not rows:
-        return out
-    arr = np.array(rows, dtype=np.float64)
-    id_arr = np.asarray(ids, dtype=np.int64)
-    pos = np.searchsorted(id_arr, arr[:, 0].astype(np.int64))
-    ok = (pos < len(id_arr)) & (id_arr[np.minimum(pos, len(id_arr) - 1)] == arr[:, 0].astype(np.int64))
-    out[pos[ok], arr[ok, 1].astype(np.int64)] = arr[ok, 2]
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing scores and acting on thresholds (shared by both paths)
-# ---------------------------------------------------------------------------------------------
+    if not ids:
+        return np.zeros((0, len(model.engagement.rules)), dtype=np.float64)
+    table = _engagement_table(session, model, where, params, as_of)
+    return table.rows_for(ids, len(model.engagement.rules))
 
 
 @dataclass
@@ -429,21 +489,51 @@ class RescoreResult:
     crossings: int = 0
     actions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (full rescore)
+
+    def timed(self, phase: str, since: float) -> float:
+        now = time.perf_counter()
+        self.timings[phase] = self.timings.get(phase, 0.0) + now - since
+        return now
 
     def count(self, outcome: str) -> None:
         self.actions[outcome] = self.actions.get(outcome, 0) + 1
 
 
-def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+def _stamp(dialect: str, t: datetime) -> Any:
+    # SQLite keeps naive UTC text (as UTCDateTime writes it); PostgreSQL takes the aware value.
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else t
+
+
+def _executemany(session: Session, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """executemany on the DBAPI cursor with ``?`` placeholders (bulk writes without per-row
+    SQLAlchemy type processing)."""
+
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    ins = pg_insert(LeadScore) if dialect == "postgresql" else sqlite_insert(LeadScore)
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        sql = sql.replace("?", "%s")
+    cur: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cur.executemany(sql, rows)
+    finally:
+        cur.close()
+
+
+def _upsert(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    """rows: (lead_id, model_version, fit, engagement, total, grade, explanation JSON text or None,
+    armed JSON text, computed_at)."""
+
+    j = "CAST(? AS jsonb)" if session.get_bind().dialect.name == "postgresql" else "?"
     cols = ("model_version", "fit", "engagement", "total", "grade", "explanation", "armed", "computed_at")
-    stmt = ins.on_conflict_do_update(
-        index_elements=["lead_id"], set_={c: getattr(ins.excluded, c) for c in cols}
+    _executemany(
+        session,
+        "INSERT INTO lead_scores (lead_id, model_version, fit, engagement, total, grade, explanation, armed, "
+        f"computed_at) VALUES (?, ?, ?, ?, ?, ?, {j}, {j}, ?) ON CONFLICT (lead_id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in cols),
+        rows,
     )
-    session.execute(stmt, rows)
 
 
 def _lock_scores(session: Session, where: str, params: Mapping[str, Any]) -> None:
@@ -457,15 +547,20 @@ def _previous(
     session: Session, ids: Sequence[int]
 ) -> dict[int, tuple[float, float, float, dict[str, bool] | None]]:
     out: dict[int, tuple[float, float, float, dict[str, bool] | None]] = {}
+    parsed: dict[Any, dict[str, bool] | None] = {None: None}
     for start in range(0, len(ids), 30_000):
         part = ids[start : start + 30_000]
-        rows = session.execute(
-            select(
-                LeadScore.lead_id, LeadScore.fit, LeadScore.engagement, LeadScore.total, LeadScore.armed
-            ).where(LeadScore.lead_id.in_(part))
-        ).all()
+        rows = _raw_rows(
+            session,
+            "SELECT lead_id, fit, engagement, total, armed FROM lead_scores "
+            f"WHERE lead_id IN ({_id_list(part)})",
+            {},
+        )
         for lid, f, e, t, armed in rows:
-            out[int(lid)] = (float(f), float(e), float(t), armed)
+            key = armed if not isinstance(armed, dict) else json.dumps(armed, sort_keys=True)
+            if key not in parsed:
+                parsed[key] = armed if isinstance(armed, dict) else json.loads(armed)
+            out[int(lid)] = (float(f), float(e), float(t), parsed[key])
     return out
 
 
@@ -608,31 +703,30 @@ def _write(
     if not fire:
         # A silent rescore still moves the armed state, so nothing fires later for an old crossing.
         fired[:] = False
-    armed_json = {
-        key: dict(zip(tids, (bool(b) for b in key), strict=True))
-        for key in {tuple(r) for r in new_armed.tolist()}
+    armed_text = {
+        key: json.dumps(dict(zip(tids, key, strict=True))) for key in {tuple(r) for r in new_armed.tolist()}
     }
-    score_rows: list[dict[str, Any]] = []
-    history: list[dict[str, Any]] = []
-    fit, eng, total, grade = (
-        arrays.fit.tolist(),
-        arrays.engagement.tolist(),
-        arrays.total.tolist(),
-        arrays.grade,
-    )
+    dialect = session.get_bind().dialect.name
+    stamp = _stamp(dialect, now)
+    score_rows: list[tuple[Any, ...]] = []
+    history: list[tuple[Any, ...]] = []
+    fit, eng, total = arrays.fit.tolist(), arrays.engagement.tolist(), arrays.total.tolist()
+    grade = arrays.grade.tolist()
+    armed_rows = new_armed.tolist()
     for i, lid in enumerate(ids):
+        expl = json.dumps(explanations[i]) if explanations is not None else None
         score_rows.append(
-            {
-                "lead_id": lid,
-                "model_version": active.version,
-                "fit": fit[i],
-                "engagement": eng[i],
-                "total": total[i],
-                "grade": grade[i],
-                "explanation": explanations[i] if explanations is not None else None,
-                "armed": armed_json[tuple(new_armed[i].tolist())],
-                "computed_at": now,
-            }
+            (
+                lid,
+                active.version,
+                fit[i],
+                eng[i],
+                total[i],
+                grade[i],
+                expl,
+                armed_text[tuple(armed_rows[i])],
+                stamp,
+            )
         )
         p = prev.get(lid)
         if (
@@ -641,19 +735,14 @@ def _write(
             or abs(p[1] - eng[i]) >= HISTORY_EPSILON
             or abs(p[2] - total[i]) >= HISTORY_EPSILON
         ):
-            history.append(
-                {
-                    "lead_id": lid,
-                    "at": now,
-                    "fit": fit[i],
-                    "engagement": eng[i],
-                    "total": total[i],
-                    "model_version": active.version,
-                }
-            )
+            history.append((lid, stamp, fit[i], eng[i], total[i], active.version))
     _upsert(session, score_rows)
-    if history:
-        session.execute(insert(ScoreHistory), history)
+    _executemany(
+        session,
+        "INSERT INTO score_history (lead_id, at, fit, engagement, total, model_version) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        history,
+    )
     result.leads += n
     result.changed += len(history)
     firing_rows: list[dict[str, Any]] = []
@@ -704,24 +793,19 @@ def _rescore_some(
     result: RescoreResult,
     fire: bool,
 ) -> None:
-    _lock_scores(session, f"lead_id IN ({_id_list(ids)})", {})
-    attrs = _attributes_for(session, active.model, ids)
-    events = _events_for(session, list(attrs))
-    scored = sorted(attrs)
-    values = [core.score_lead(active.model, attrs[lid], events[lid], now) for lid in scored]
+    """The bulk computation restricted to a few leads (the same SQL and NumPy as a full rescore;
+    :func:`score_one` and the explanation compute the same scores in Python)."""
+
+    id_list = _id_list(ids)
+    _lock_scores(session, f"lead_id IN ({id_list})", {})
+    scored, cols = _attribute_columns(session, active.model, f"l.id IN ({id_list})", {})
     if not scored:
         return
-    arrays = core.ScoreArrays(
-        fit=np.array([v.fit for v in values]),
-        engagement=np.array([v.engagement for v in values]),
-        total=np.array([v.total for v in values]),
-        grade=np.array([v.grade for v in values], dtype=object),
-        fit_points=np.array([v.fit_points for v in values]),
-        engagement_points=np.array([v.engagement_points for v in values]),
-    )
+    fit = core.fit_points_matrix(active.model, cols, len(scored))
+    eng = _engagement_matrix(session, active.model, scored, f"act.lead_id IN ({id_list})", {}, now)
+    arrays = core.scale_scores(active.model, fit, eng)
     summaries = [
-        [{"rule_id": r.rule_id, "kind": r.kind, "points": round(r.points, 4)} for r in v.reasons if r.points]
-        for v in values
+        core.explanation_summary(active.model, f, e) for f, e in zip(fit.tolist(), eng.tolist(), strict=True)
     ]
     _write(session, active, scored, arrays, summaries, now, result, fire)
 
@@ -787,25 +871,50 @@ def rescore_all(
         if progress:
             progress(0, 0)
         return result
-    done = 0
     if progress:
         progress(0, int(total))
+    # Engagement for every lead in one pass over the events (a sequential scan: reading them by
+    # lead id range would fetch each event's row out of order).
+    snapshot = utcnow()
+    t = time.perf_counter()
+    with db.transaction() as session:
+        table = _engagement_table(session, active.model, ALL_EVENTS, {}, now)
+    t = result.timed("engagement (SQL)", t)
+    n_rules = len(active.model.engagement.rules)
+    done = 0
     start = int(lo)
     while start <= int(hi):
         end = start + chunk
         where = "{col} >= :lo AND {col} < :hi"
         params = {"lo": start, "hi": end}
         with db.transaction() as session:
+            t = time.perf_counter()
             _lock_scores(session, where.format(col="lead_id"), params)
+            # A lead rescored incrementally since the snapshot has a newer score: leave it.
+            newer = {
+                int(r[0])
+                for r in _raw_rows(
+                    session,
+                    "SELECT lead_id FROM lead_scores "
+                    f"WHERE {where.format(col='lead_id')} AND computed_at > :since",
+                    {**params, "since": _stamp(session.get_bind().dialect.name, snapshot)},
+                )
+            }
             ids, cols = _attribute_columns(session, active.model, where.format(col="l.id"), params)
+            if newer:
+                keep = np.array([i not in newer for i in ids], dtype=np.bool_)
+                ids = [i for i in ids if i not in newer]
+                cols = {k: v[keep] for k, v in cols.items()}
+            t = result.timed("read attributes", t)
             if ids:
                 fit = core.fit_points_matrix(active.model, cols, len(ids))
-                eng = _engagement_matrix(
-                    session, active.model, ids, where.format(col="act.lead_id"), params, now
-                )
+                t = result.timed("fit rules", t)
+                eng = table.rows_for(ids, n_rules)
                 arrays = core.scale_scores(active.model, fit, eng)
                 _write(session, active, ids, arrays, None, now, result, fire)
-        done += len(ids)
+                t = result.timed("write and act", t)
+        t = result.timed("commit", t)
+        done += len(ids) + len(newer)
         if progress:
             progress(done, int(total))
         start = end

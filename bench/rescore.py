@@ -1,0 +1,303 @@
+"""Lead scoring benchmark: full set-based rescore and event ingest with incremental scoring.
+
+    .venv/bin/python bench/rescore.py                                   # 20k leads, 200k events
+    .venv/bin/python bench/rescore.py --leads 1000000 --events 10000000 # the issue's full run
+    .venv/bin/python bench/rescore.py --db postgresql+psycopg://user:pw@127.0.0.1/bench
+
+Leads, accounts and events are generated with NumPy and written with bulk inserts straight into a
+fresh, migrated database (no services: this measures scoring, not capture). Then:
+
+1. a full rescore with the default model, silent (no threshold actions: every lead starts armed,
+   so a first scoring would fire for every lead already above a line);
+2. a full rescore after activating a changed model (fit weighted higher), acting on crossings
+   (MQL moves through the lifecycle service, task and sequence requests as domain events);
+3. event ingest through the batch service (``activities.ingest``, 10,000 events per batch, the
+   API's maximum) with incremental rescoring of the touched leads after each commit, as the API
+   runs it. ``--http`` sends the same batches through the HTTP API in-process instead.
+
+PostgreSQL: the database must exist and be empty; the script runs the migrations and drops
+nothing. Results are documented in docs/PERFORMANCE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leadflow.auth.principal import SYSTEM
+from leadflow.core import scoring as core
+from leadflow.core.identity import infer_seniority
+from leadflow.db.base import Database
+from leadflow.db.migrate import upgrade
+from leadflow.leads import activities
+from leadflow.scoring import service as scoring
+
+TITLES = [
+    "CEO", "CTO", "Founder", "VP Sales", "VP of Marketing", "Head of Growth", "Director of Operations",
+    "Marketing Manager", "Sales Manager", "Software Engineer", "Data Analyst", "Marketing Coordinator",
+    "Account Executive", "Office Manager", "Product Manager", "Consultant", "Student", "Intern",
+]  # fmt: skip
+INDUSTRIES = ["Software", "Financial Services", "Healthcare", "Manufacturing", "Retail", "Education", "Media"]
+FREE = ["gmail.com", "yahoo.com", "hotmail.com", "outlook.com", "gmx.de"]
+TYPES = [
+    ("page_view", 48), ("email_open", 20), ("email_click", 8), ("form_submit", 4), ("content_download", 5),
+    ("webinar", 3), ("demo_request", 1), ("pricing_request", 1), ("trial_start", 1), ("call", 4),
+    ("email_sent", 3), ("meeting", 1), ("note", 1),
+]  # fmt: skip
+URLS = [
+    "/pricing",
+    "/pricing/enterprise",
+    "/",
+    "/features",
+    "/docs/setup",
+    "/blog/lead-scoring",
+    "/customers",
+]
+
+
+def ts(dialect: str, t: datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S.%f") + ("+00:00" if dialect == "postgresql" else "")
+
+
+def insert(db: Database, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """Bulk insert: COPY on PostgreSQL, executemany on SQLite."""
+
+    if not rows:
+        return
+    with db.engine.begin() as conn:
+        if db.dialect == "postgresql":
+            raw: Any = conn.connection.driver_connection
+            with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" for _ in columns)
+            conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+def generate(db: Database, n_leads: int, n_events: int, seed: int, now: datetime) -> None:
+    rng = np.random.default_rng(seed)
+    d = db.dialect
+    stamp = ts(d, now)
+    n_accounts = max(1, n_leads // 8)
+    sizes = rng.lognormal(4.5, 1.6, n_accounts).astype(np.int64)
+    industry = rng.integers(0, len(INDUSTRIES), n_accounts)
+    insert(
+        db,
+        "accounts",
+        ["id", "name", "name_key", "domain", "industry", "employee_count", "country", "created_at",
+         "updated_at", "version"],
+        [
+            (i + 1, f"Company {i + 1}", f"company {i + 1}", f"company{i + 1}.example",
+             INDUSTRIES[industry[i]], int(sizes[i]), "US", stamp, stamp, 1)
+            for i in range(n_accounts)
+        ],
+    )  # fmt: skip
+    seniority = {t: infer_seniority(t) for t in TITLES}
+    step = 200_000
+    for start in range(0, n_leads, step):
+        k = min(step, n_leads - start)
+        title = rng.integers(0, len(TITLES), k)
+        account = rng.integers(1, n_accounts + 1, k)
+        free = rng.random(k) < 0.2
+        freemail = rng.integers(0, len(FREE), k)
+        origin = rng.random(k) < 0.8
+        unsub = rng.random(k) < 0.03
+        rows = []
+        for j in range(k):
+            i = start + j + 1
+            t = TITLES[title[j]]
+            domain = FREE[freemail[j]] if free[j] else f"company{account[j]}.example"
+            rows.append(
+                (i, f"First{i}", f"Last{i}", f"lead{i}@{domain}", t, seniority[t],
+                 None if free[j] else int(account[j]), "US", "marketing" if origin[j] else "sales", "new",
+                 "unknown", bool(unsub[j]), stamp, stamp, stamp, 1)
+            )  # fmt: skip
+        insert(
+            db,
+            "leads",
+            ["id", "first_name", "last_name", "email", "job_title", "seniority", "account_id", "country",
+             "origin", "stage", "consent", "unsubscribed", "created_at", "updated_at", "stage_changed_at",
+             "version"],
+            rows,
+        )  # fmt: skip
+    names = [t for t, _ in TYPES]
+    weights = np.array([w for _, w in TYPES], dtype=np.float64)
+    weights /= weights.sum()
+    year = 365 * 86400
+    url_json = [json.dumps({"url": u}) for u in URLS]
+    step = 500_000
+    for start in range(0, n_events, step):
+        k = min(step, n_events - start)
+        # Engagement is skewed: a few leads are very active, most leads have a handful of events.
+        lead = np.minimum((rng.pareto(1.2, k) * n_leads / 20).astype(np.int64) % n_leads + 1, n_leads)
+        lead = np.where(rng.random(k) < 0.5, rng.integers(1, n_leads + 1, k), lead)
+        kind = rng.choice(len(names), size=k, p=weights)
+        age = (rng.random(k) ** 2 * year).astype(np.int64)  # more recent events are more common
+        url = rng.integers(0, len(URLS), k)
+        base = now.timestamp()
+        rows2 = []
+        for j in range(k):
+            at = datetime.fromtimestamp(base - int(age[j]), UTC)
+            name = names[kind[j]]
+            rows2.append(
+                (int(lead[j]), name, ts(d, at), url_json[url[j]] if name == "page_view" else None, stamp)
+            )
+        insert(db, "activities", ["lead_id", "type", "occurred_at", "properties", "created_at"], rows2)
+        print(f"  events {start + k:>11,} / {n_events:,}", flush=True)
+    if d == "postgresql":
+        with db.engine.begin() as conn:
+            for table in ("accounts", "leads"):
+                conn.exec_driver_sql(f"SELECT setval('{table}_id_seq', (SELECT max(id) FROM {table}))")
+            conn.exec_driver_sql("ANALYZE")
+    else:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("ANALYZE")
+
+
+def progress_printer(label: str) -> scoring.ProgressFn:
+    last = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 2 or done == total:
+            last[0] = now
+            print(f"  {label}: {done:>9,} / {total:,}", flush=True)
+
+    return show
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--leads", type=int, default=20_000)
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--ingest", type=int, default=50_000, help="events to ingest in the ingest benchmark")
+    ap.add_argument("--batch", type=int, default=10_000, help="events per ingest batch (API maximum 10,000)")
+    ap.add_argument("--chunk", type=int, default=scoring.CHUNK, help="leads per rescore transaction")
+    ap.add_argument("--db", help="database URL (default: a fresh SQLite file in a temporary directory)")
+    ap.add_argument("--dir", help="directory for the SQLite file (kept)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--http", action="store_true", help="ingest through the HTTP API (in-process) instead")
+    ap.add_argument("--skip-actions", action="store_true", help="skip the rescore that acts on crossings")
+    args = ap.parse_args()
+
+    tmp = None
+    if args.db:
+        url = args.db
+    else:
+        folder = Path(args.dir) if args.dir else Path(tmp := tempfile.mkdtemp(prefix="lf-rescore-"))
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "rescore.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        url = f"sqlite:///{path}"
+    db = Database(url)
+    upgrade(db.engine)
+    now = datetime.now(UTC)
+    version = sys.version.split()[0]
+    print(f"database: {db.dialect}; {args.leads:,} leads, {args.events:,} events; python {version}")
+
+    t = time.perf_counter()
+    generate(db, args.leads, args.events, args.seed, now)
+    print(f"generated in {time.perf_counter() - t:.1f}s")
+
+    t = time.perf_counter()
+    res = scoring.rescore_all(
+        db, SYSTEM, as_of=now, chunk=args.chunk, fire=False, progress=progress_printer("rescore")
+    )
+    took = time.perf_counter() - t
+    print(
+        f"FULL RESCORE (silent): {res.leads:,} leads, {args.events:,} events in {took:.2f}s "
+        f"= {res.leads / took:,.0f} leads/s; {res.changed:,} history points; peak RSS {rss_mib():,.0f} MiB"
+    )
+
+    if not args.skip_actions:
+        doc = core.default_model().to_document()
+        doc["name"] = "Fit weighted"
+        doc["weights"] = {"fit": 0.6, "engagement": 0.4}
+        with db.transaction() as s:
+            scoring.save_model(s, SYSTEM, doc, activate=True)
+        t = time.perf_counter()
+        res = scoring.rescore_all(
+            db, SYSTEM, as_of=now, chunk=args.chunk, progress=progress_printer("rescore")
+        )
+        took = time.perf_counter() - t
+        print(
+            f"FULL RESCORE after a model change, acting: {res.leads:,} leads in {took:.2f}s; "
+            f"{res.changed:,} changed, {res.crossings:,} crossings, actions {res.actions}"
+        )
+
+    # Ingest: batches of events for random leads, incremental scoring after each commit.
+    scoring.register(db)
+    rng = np.random.default_rng(args.seed + 1)
+    batches = []
+    for b in range(0, args.ingest, args.batch):
+        k = min(args.batch, args.ingest - b)
+        lead = rng.integers(1, args.leads + 1, k)
+        kind = rng.choice(
+            ["page_view", "email_open", "email_click", "webinar"], size=k, p=[0.6, 0.25, 0.1, 0.05]
+        )
+        batches.append(
+            [
+                {
+                    "lead_id": int(lead[j]),
+                    "type": str(kind[j]),
+                    "occurred_at": (now - timedelta(minutes=int(j))).isoformat(),
+                    "properties": {"url": "/pricing"} if kind[j] == "page_view" else None,
+                    "external_id": f"bench-{b + j}",
+                }
+                for j in range(k)
+            ]
+        )
+    t = time.perf_counter()
+    if args.http:
+        from fastapi.testclient import TestClient
+
+        from leadflow.api import create_app
+        from leadflow.auth import service as auth
+        from leadflow.auth.models import Role
+
+        with db.transaction() as s:
+            user = auth.create_user(s, SYSTEM, name="Bench", email="bench@leadflow.example", role=Role.ADMIN)
+            token = auth.create_token(s, SYSTEM, user.id, name="bench").token
+        with TestClient(create_app(db)) as client:
+            t = time.perf_counter()
+            for batch in batches:
+                r = client.post(
+                    "/api/events", json={"events": batch}, headers={"Authorization": f"Bearer {token}"}
+                )
+                assert r.status_code == 200, r.text
+    else:
+        for batch in batches:
+            with db.transaction() as s:
+                out = activities.ingest(s, SYSTEM, batch)
+                assert not out.errors, out.errors[:3]
+    took = time.perf_counter() - t
+    print(
+        f"INGEST{' (HTTP)' if args.http else ''}: {args.ingest:,} events in {len(batches)} batches "
+        f"of {args.batch:,} in {took:.2f}s = {args.ingest / took:,.0f} events/s, incremental scoring included"
+    )
+    scoring.unregister(db)
+    db.dispose()
+    if tmp and not os.environ.get("KEEP"):
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
