@@ -27,6 +27,7 @@ import random
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -272,6 +273,56 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             w.writerow(row)
 
 
+def cpu_seconds() -> tuple[float, float]:
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
+class MemorySampler(threading.Thread):
+    """Peak of (this process + its children) resident memory, sampled from /proc every 0.2 s:
+    the figure that matters when the workers run at the same time as the writer."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_kib = 0
+        self._stop_event = threading.Event()
+
+    @staticmethod
+    def _rss_kib(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def _children(self) -> list[int]:
+        me = os.getpid()
+        kids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                            kids.append(int(entry))
+                except (OSError, ValueError, IndexError):
+                    pass
+        return kids
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.2):
+            total = self._rss_kib(os.getpid()) + sum(self._rss_kib(k) for k in self._children())
+            self.peak_kib = max(self.peak_kib, total)
+
+    def stop(self) -> float:
+        self._stop_event.set()
+        self.join()
+        return self.peak_kib / 1024
+
+
 def maxrss_mib() -> tuple[float, float]:
     self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -325,6 +376,8 @@ def main() -> int:
         ChunkWriter.AUDIT_LEADS = False
 
     runs = 2 if args.rerun else 1
+    sampler = MemorySampler()
+    sampler.start()
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -335,6 +388,8 @@ def main() -> int:
 
     for run in range(runs):
         t = time.perf_counter()
+        cpu_main, cpu_kids = cpu_seconds()
+        load = os.getloadavg()[0]
         result = run_import(
             db,
             csv_path,
@@ -351,11 +406,19 @@ def main() -> int:
             f"(created {result.created:,}, updated {result.updated:,}, skipped {result.skipped:,}, "
             f"failed {result.failed:,}, warnings {result.warnings:,}, accounts {result.accounts_created:,})"
         )
+        main_after, kids_after = cpu_seconds()
+        per_row = 1e6 / result.rows_total
+        print(
+            f"       CPU: this process {(main_after - cpu_main) * per_row:.0f} us/row, "
+            f"workers {(kids_after - cpu_kids) * per_row:.0f} us/row; "
+            f"load average before the run {load:.2f} on {os.cpu_count()} cores"
+        )
+    peak = sampler.stop()
     self_mib, kids_mib = maxrss_mib()
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     print(
-        f"peak RSS: main {self_mib:.0f} MiB, largest worker {kids_mib:.0f} MiB, "
-        f"main + {workers} workers <= {self_mib + workers * kids_mib:.0f} MiB"
+        f"peak memory (sampled, this process + workers at the same moment): {peak:.0f} MiB; "
+        f"getrusage maxrss: self {self_mib:.0f} MiB, children {kids_mib:.0f} MiB "
+        "(a spawned child's maxrss can include its parent's pages before exec)"
     )
     with db.engine.connect() as conn:
         leads = conn.scalar(select(func.count()).select_from(Lead))

@@ -17,8 +17,10 @@ Row rules (docs/PERFORMANCE.md and the CLI help repeat them):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import marshal
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -30,7 +32,6 @@ from leadflow.core.identity import normalize_lead
 from leadflow.core.lifecycle import Imported, Origin, Stage
 from leadflow.imports.mapping import (
     HUBSPOT_STATUS_OVERRIDES,
-    LEAD_FIELDS,
     PRE_SQL,
     ColumnPlan,
     map_stage,
@@ -44,7 +45,7 @@ DOMAIN_MAX = 253
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 _REPORT_VALUE_MAX = 200
-_LEAD_FIELDS = frozenset(LEAD_FIELDS)
+WORKER_NICENESS = 5
 
 
 class Issue(NamedTuple):
@@ -140,6 +141,14 @@ class RowContext:
     plan: ColumnPlan
     users_by_email: dict[str, UserRef] = field(default_factory=dict)
     users_by_name: dict[str, list[UserRef]] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> tuple[tuple[int, str, str | None], ...]:
+        cached: tuple[tuple[int, str, str | None], ...] | None = self.__dict__.get("_columns")
+        if cached is None:
+            cached = tuple((c.index, c.header, c.field) for c in self.plan.columns)
+            object.__setattr__(self, "_columns", cached)
+        return cached
 
 
 def report_value(value: str) -> str:
@@ -289,31 +298,32 @@ def normalize_row(ctx: RowContext, line: int, cells: list[str]) -> tuple[NormRow
                     "error",
                 )
             ]
-    for col in plan.columns:
-        cell = cells[col.index]
+    raw: dict[str, str] = {}
+    attributes: dict[str, str] = {}
+    for index, header, target in ctx.columns:
+        cell = cells[index]
+        if not cell:
+            continue
         if len(cell) > MAX_FIELD_CHARS:
             issues.append(
                 Issue(
                     line,
-                    col.header,
+                    header,
                     report_value(cell),
                     f"the value is {len(cell):,} characters long; the limit is {MAX_FIELD_CHARS:,}",
                     "error",
                 )
             )
-    if issues:
-        return None, issues
-
-    raw: dict[str, str] = {}
-    attributes: dict[str, str] = {}
-    for col in plan.columns:
-        value = cells[col.index].strip()
+            continue
+        value = cell.strip()
         if not value:
             continue
-        if col.field is None:
-            attributes[col.header] = value
+        if target is None:
+            attributes[header] = value
         else:
-            raw[col.field] = value
+            raw[target] = value
+    if issues:
+        return None, issues
 
     # Import-specific fields -------------------------------------------------------------
     full = raw.pop("full_name", None)
@@ -369,9 +379,9 @@ def normalize_row(ctx: RowContext, line: int, cells: list[str]) -> tuple[NormRow
 
     # Identity: the shared normalization ------------------------------------------------
     phone_cell = raw.pop("phone", None)
-    norm = normalize_lead({k: v for k, v in raw.items() if k in _LEAD_FIELDS}, require_contact=False)
+    norm = normalize_lead(raw, require_contact=False)
     values = norm.values
-    values.pop("bad_candidate_reasons", None)
+    identity_reasons = values.pop("bad_candidate_reasons", None)
     for fname, reason in norm.errors:
         cell = raw.get(fname, "")
         issues.append(Issue(line, plan.header_of(fname), report_value(cell), reason, "error"))
@@ -440,9 +450,12 @@ def normalize_row(ctx: RowContext, line: int, cells: list[str]) -> tuple[NormRow
     if any(i.severity == "error" for i in issues) or not email:
         return None, issues
 
-    reasons = bad_lead_signals(
-        email=email, phone=phone, first_name=values.get("first_name"), last_name=values.get("last_name")
-    )
+    if phone is None:  # identity saw the same contact data
+        reasons = identity_reasons or []
+    else:
+        reasons = bad_lead_signals(
+            email=email, phone=phone, first_name=values.get("first_name"), last_name=values.get("last_name")
+        )
     values["owner_id"] = owner_id
     values["stage"] = stage.stage
     values["status_reason"] = stage.reason
@@ -453,14 +466,14 @@ def normalize_row(ctx: RowContext, line: int, cells: list[str]) -> tuple[NormRow
     row = NormRow(
         line,
         email,
-        tuple(values.get(k) for k in WORKER_COLUMNS),
+        tuple(map(values.get, WORKER_COLUMNS)),
         soft,
         phone is not None,
         "first_name" in raw or "last_name" in raw,
         norm.account_domain,
         norm.company_key,
         values.get("company"),
-        tuple(av.get(k) for k in FIRMOGRAPHICS),
+        tuple(map(av.get, FIRMOGRAPHICS)),
         stage.evidence,
     )
     return row, issues
@@ -489,6 +502,10 @@ _WORKER: tuple[RowContext, FileInfo] | None = None
 def init_worker(ctx: RowContext, info: FileInfo) -> None:
     global _WORKER
     _WORKER = (ctx, info)
+    # The writing process is the pipeline's bottleneck (the database takes one writer): workers
+    # yield the CPU to it and fill the idle time.
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(WORKER_NICENESS)
 
 
 def work(chunk: Chunk) -> ChunkResult:

@@ -42,6 +42,9 @@ IMPORTS: Table = ImportJob.__table__  # type: ignore[assignment]
 # Appended by the writer to the worker's columns.
 WRITER_COLUMNS = ("account_id", "created_at", "updated_at", "stage_changed_at", "import_id", "version")
 _STAGE = WORKER_COLUMNS.index("stage")
+_ORIGIN = WORKER_COLUMNS.index("origin")
+_CONSENT = WORKER_COLUMNS.index("consent")
+_UNSUBSCRIBED = WORKER_COLUMNS.index("unsubscribed")
 _STATUS_REASON = WORKER_COLUMNS.index("status_reason")
 # Fields a later import may change on a stored lead (stage, origin and email never change).
 LEAD_UPDATE = (
@@ -85,6 +88,19 @@ class ChunkOutcome:
         self.failed += other.failed
         self.accounts_created += other.accounts_created
         self.issues.extend(other.issues)  # ids are not summed: each chunk publishes its own
+
+
+def _lead_defaults(params: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Column defaults for a row the worker left open (the SQLite statement uses COALESCE; COPY
+    cannot)."""
+
+    if params[_ORIGIN] is not None and params[_CONSENT] is not None and params[_UNSUBSCRIBED] is not None:
+        return params
+    out = list(params)
+    out[_ORIGIN] = out[_ORIGIN] or "marketing"
+    out[_CONSENT] = out[_CONSENT] or "unknown"
+    out[_UNSUBSCRIBED] = bool(out[_UNSUBSCRIBED])
+    return tuple(out)
 
 
 class _SQL:
@@ -184,9 +200,9 @@ class ChunkWriter:
         self._account_insert = self.sql.insert(
             ACCOUNTS, ("name", "name_key", "domain", *FIRMOGRAPHICS, "created_at", "updated_at", "version")
         )
-        self._stage_insert = self.sql.insert(
-            STAGES, ("lead_id", "from_stage", "to_stage", "at", "actor_id", "reason", "evidence")
-        )
+        self._lead_cols = cols
+        self._stage_cols = ("lead_id", "from_stage", "to_stage", "at", "actor_id", "reason", "evidence")
+        self._stage_insert = self.sql.insert(STAGES, self._stage_cols)
         self._audit_cols = (
             "at",
             "actor_id",
@@ -564,7 +580,10 @@ class ChunkWriter:
         ts = self._ts(now)
         job = self.job_id
         params = [(*r.params, accounts.get(r.line), ts, ts, ts, job, 1) for r in rows]
-        conn.exec_driver_sql(self._lead_insert, params)
+        if self.sql.sqlite:
+            conn.exec_driver_sql(self._lead_insert, params)
+        else:
+            self._copy(conn, LEADS, self._lead_cols, map(_lead_defaults, params))
         ids: dict[str, int] = {}
         emails = [r.email for r in rows]
         for i in range(0, len(emails), _IN_BATCH):
@@ -572,7 +591,10 @@ class ChunkWriter:
             result = conn.exec_driver_sql(f"SELECT id, email FROM leads WHERE {clause}", tuple(args))
             ids.update((e, lead_id) for lead_id, e in result)
         actor_id = self.actor.user_id
-        conn.exec_driver_sql(
+        self._insert_many(
+            conn,
+            STAGES,
+            self._stage_cols,
             self._stage_insert,
             [
                 (
@@ -700,4 +722,30 @@ class ChunkWriter:
             for etype, eid, action, before, after, evidence in entries
         ]
         if params:
-            conn.exec_driver_sql(self._audit_insert, params)
+            self._insert_many(conn, AUDIT, self._audit_cols, self._audit_insert, params)
+
+    def _insert_many(
+        self, conn: Connection, table: Table, cols: Sequence[str], sql: str, rows: list[tuple[Any, ...]]
+    ) -> None:
+        if self.sql.sqlite:
+            conn.exec_driver_sql(sql, rows)
+        else:
+            self._copy(conn, table, cols, rows)
+
+    def _copy(
+        self, conn: Connection, table: Table, cols: Sequence[str], rows: Iterable[tuple[Any, ...]]
+    ) -> None:
+        """PostgreSQL: COPY in the chunk's transaction (several times faster than executemany,
+        client and server side). A unique violation fails the whole COPY, which the chunk
+        retry and split handle like any other refusal."""
+
+        driver: Any = conn.connection.driver_connection
+        names = ", ".join(self.sql.q(c) for c in cols)
+        statement = f"COPY {table.name} ({names}) FROM STDIN"
+        dbapi_error: type[Exception] = self.sql.dialect.loaded_dbapi.Error
+        try:
+            with driver.cursor() as cur, cur.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except dbapi_error as exc:  # the driver's own error: classify it as SQLAlchemy would
+            raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
