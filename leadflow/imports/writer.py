@@ -68,6 +68,7 @@ LEAD_UPDATE = (
     "bad_candidate_reasons",
 )
 _IN_BATCH = 5000
+_ACCOUNT_BATCH = 500  # rows per multi-row INSERT (SQLite allows 32,766 parameters)
 
 
 @dataclass
@@ -197,8 +198,17 @@ class ChunkWriter:
             f"COALESCE({self.sql.ph}, {defaults[c]})" if c in defaults else self.sql.ph for c in cols
         )
         self._lead_insert = f"INSERT INTO leads ({', '.join(self.sql.q(c) for c in cols)}) VALUES ({values})"
-        self._account_insert = self.sql.insert(
-            ACCOUNTS, ("name", "name_key", "domain", *FIRMOGRAPHICS, "created_at", "updated_at", "version")
+        self._account_cols = (
+            "name",
+            "name_key",
+            "domain",
+            *FIRMOGRAPHICS,
+            "created_at",
+            "updated_at",
+            "version",
+        )
+        self._account_insert_head = (
+            f"INSERT INTO accounts ({', '.join(self.sql.q(c) for c in self._account_cols)})"
         )
         self._lead_cols = cols
         self._stage_cols = ("lead_id", "from_stage", "to_stage", "at", "actor_id", "reason", "evidence")
@@ -503,23 +513,31 @@ class ChunkWriter:
         real: dict[int, int] = {}
         if pending:
             ts = self._ts(now)
-            sql = self._account_insert + " RETURNING id"
-            ids = []
-            for p in pending:
-                ids.append(
-                    conn.exec_driver_sql(
-                        sql,
-                        (
-                            p.name[:300],
-                            p.name_key[:300],
-                            p.domain,
-                            *(p.values.get(f) for f in FIRMOGRAPHICS),
-                            ts,
-                            ts,
-                            1,
-                        ),
-                    ).scalar_one()
+            ids: list[int] = []
+            one = "(" + ", ".join([self.sql.ph] * len(self._account_cols)) + ")"
+            for i in range(0, len(pending), _ACCOUNT_BATCH):
+                part = pending[i : i + _ACCOUNT_BATCH]
+                params = tuple(
+                    value
+                    for p in part
+                    for value in (
+                        p.name[:300],
+                        p.name_key,
+                        p.domain,
+                        *(p.values.get(f) for f in FIRMOGRAPHICS),
+                        ts,
+                        ts,
+                        1,
+                    )
                 )
+                # Name keys are unique among the new accounts (a key that matched would have been
+                # used), so the returned rows map back by key whatever their order.
+                tuples = ", ".join([one] * len(part))
+                returned = conn.exec_driver_sql(
+                    f"{self._account_insert_head} VALUES {tuples} RETURNING id, name_key", params
+                )
+                new_ids = {name_key: new_id for new_id, name_key in returned}
+                ids.extend(new_ids[p.name_key] for p in part)
             for p, new_id in zip(pending, ids, strict=True):
                 real[p.temp] = new_id
             out.accounts_created += len(pending)
