@@ -54,9 +54,11 @@ def _normalize(data: Mapping[str, Any]) -> dict[str, Any]:
             out["country"] = normalize_country(str(data["country"]))
     except ContactError as exc:
         raise InvalidInput(exc.field, exc.message) from None
-    for key in ("employee_count", "annual_revenue"):
+    for key, limit in (("employee_count", 2**31 - 1), ("annual_revenue", 2**63 - 1)):
         if data.get(key) is not None and int(data[key]) < 0:
             raise InvalidInput(key, "must not be negative")
+        if data.get(key) is not None and int(data[key]) > limit:  # the column's range
+            raise InvalidInput(key, f"must be at most {limit}")
     return out
 
 

@@ -188,7 +188,23 @@ def resolve_account(session: Session, actor: Principal, norm: NormalizedLead) ->
 # --------------------------------------------------------------------------------- create
 
 
+# Column limits normalize_lead does not check: beyond them the database refuses the row (a 500
+# on PostgreSQL, an OverflowError on SQLite) or, for text on SQLite, silently stores too much.
+_MAX_NUMBER = {"employee_count": 2**31 - 1, "annual_revenue": 2**63 - 1}
+_MAX_PHONE_RAW = 64
+
+
+def _check_column_limits(norm: NormalizedLead) -> None:
+    for key, limit in _MAX_NUMBER.items():
+        number = norm.account_values.get(key)
+        if number is not None and number > limit:
+            norm.errors.append((key, f"must be at most {limit}"))
+    if len(norm.values.get("phone_raw") or "") > _MAX_PHONE_RAW:
+        norm.errors.append(("phone", f"is longer than {_MAX_PHONE_RAW} characters"))
+
+
 def _raise_field_errors(norm: NormalizedLead, prefix: Sequence[str | int] = ()) -> None:
+    _check_column_limits(norm)
     if norm.errors:
         field_name, reason = norm.errors[0]
         raise InvalidInput(
