@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
+from sqlalchemy.exc import DataError
 
 from leadflow import __version__
 from leadflow.auth.api import router as auth_router
@@ -75,6 +76,15 @@ def create_app(db: Database | None = None) -> FastAPI:
     async def _domain_error(_req: Request, exc: LeadflowError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(_error_body(exc), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(OverflowError)
+    async def _out_of_range(_req: Request, exc: Exception) -> JSONResponse:
+        # A value the database cannot hold, e.g. an id beyond its integer column (PostgreSQL
+        # raises DataError, SQLite's driver OverflowError): bad input, not a server fault.
+        log.info("value refused by the database: %s", str(exc).splitlines()[0][:200])
+        detail = [{"loc": [], "msg": "a value is out of range for the database", "type": "value_error"}]
+        return JSONResponse({"detail": detail, "code": "invalid"}, status_code=422)
 
     @app.exception_handler(LifecycleError)
     async def _lifecycle_error(_req: Request, exc: LifecycleError) -> JSONResponse:
