@@ -82,6 +82,8 @@ def test_create_normalizes_and_reads_back(client: TestClient, admin: Actor) -> N
         ({"name": "X", "country": "Narnia"}, ["country"]),
         ({"name": "X", "employee_count": -1}, ["body", "employee_count"]),
         ({"name": "X", "owner_id": 999}, ["owner_id"]),
+        ({"name": "X", "employee_count": 2**31}, ["employee_count"]),
+        ({"name": "X", "annual_revenue": 2**63}, ["annual_revenue"]),
     ],
 )
 def test_create_validation(client: TestClient, admin: Actor, body: dict[str, Any], loc: list[Any]) -> None:

@@ -384,6 +384,45 @@ def test_bad_input_answers_422_naming_the_field(
     assert client.get("/api/leads", headers=admin.headers).json()["items"] == []
 
 
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"email": "a@acme.io", "employee_count": 2**31}, ["employee_count"]),
+        ({"email": "a@acme.io", "annual_revenue": 2**63}, ["annual_revenue"]),
+    ],
+)
+def test_numbers_beyond_the_columns_answer_422_naming_the_field(
+    client: TestClient, admin: Actor, body: dict[str, Any], loc: list[str]
+) -> None:
+    r = client.post("/api/leads", json=body, headers=admin.headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"][0]["loc"] == loc
+    ok = create(client, admin, email="b@acme.io", employee_count=2**31 - 1, annual_revenue=10**15)
+    acc = account(client, admin, ok["account_id"])
+    assert (acc["employee_count"], acc["annual_revenue"]) == (2**31 - 1, 10**15)
+
+
+@pytest.mark.parametrize("big", [2**31, 10**20])
+def test_ids_beyond_the_columns_are_client_errors_not_500(client: TestClient, admin: Actor, big: int) -> None:
+    lead = create(client, admin, email="a@acme.io")
+    answers = [
+        client.get(f"/api/leads/{big}", headers=admin.headers),
+        client.get(f"/api/accounts/{big}", headers=admin.headers),
+        client.get("/api/leads", params={"owner_id": big}, headers=admin.headers),
+        client.get("/api/activities", params={"lead_id": big}, headers=admin.headers),
+        client.post("/api/leads", json={"email": "b@acme.io", "owner_id": big}, headers=admin.headers),
+        client.post("/api/leads", json={"email": "c@acme.io", "account_id": big}, headers=admin.headers),
+        client.post(f"/api/leads/{lead['id']}/merge", json={"loser_id": big}, headers=admin.headers),
+        client.post(
+            "/api/events", json={"events": [{"lead_id": big, "type": "call"}]}, headers=admin.headers
+        ),
+    ]
+    for r in answers:
+        assert r.status_code in (200, 404, 422), (r.request.url, r.status_code, r.text)
+        if r.status_code == 200 and r.request.method == "GET":
+            assert r.json()["items"] == []
+
+
 def test_service_422_names_every_bad_field(client: TestClient, admin: Actor) -> None:
     r = client.post(
         "/api/leads", json={"email": "nope", "country": "Narnia", "timezone": "X/Y"}, headers=admin.headers

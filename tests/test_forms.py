@@ -267,6 +267,15 @@ def test_bad_submissions_answer_422_and_store_nothing(client: TestClient, admin:
     assert counts(db) == (0, 0)
 
 
+def test_values_too_big_for_the_database_answer_422(client: TestClient, admin: Actor, db: Database) -> None:
+    form = new_form(client, admin)
+    r = submit(client, form["key"], {"email": "a@acme.io", "phone": "+1 " + "5" * 70})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["phone"]
+    r = submit(client, form["key"], {"email": "b@acme.io", "employee_count": "1e12"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["employee_count"]
+    assert counts(db) == (0, 0)
+
+
 def test_per_ip_rate_limit(
     client: TestClient, admin: Actor, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
