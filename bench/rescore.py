@@ -193,6 +193,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--http", action="store_true", help="ingest through the HTTP API (in-process) instead")
     ap.add_argument("--skip-actions", action="store_true", help="skip the rescore that acts on crossings")
+    ap.add_argument("--no-scoring", action="store_true", help="ingest without incremental scoring (baseline)")
     args = ap.parse_args()
 
     tmp = None
@@ -224,6 +225,7 @@ def main() -> None:
         f"FULL RESCORE (silent): {res.leads:,} leads, {args.events:,} events in {took:.2f}s "
         f"= {res.leads / took:,.0f} leads/s; {res.changed:,} history points; peak RSS {rss_mib():,.0f} MiB"
     )
+    print("  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items()))
 
     if not args.skip_actions:
         doc = core.default_model().to_document()
@@ -240,9 +242,11 @@ def main() -> None:
             f"FULL RESCORE after a model change, acting: {res.leads:,} leads in {took:.2f}s; "
             f"{res.changed:,} changed, {res.crossings:,} crossings, actions {res.actions}"
         )
+        print("  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items()))
 
     # Ingest: batches of events for random leads, incremental scoring after each commit.
-    scoring.register(db)
+    if not args.no_scoring:
+        scoring.register(db)
     rng = np.random.default_rng(args.seed + 1)
     batches = []
     for b in range(0, args.ingest, args.batch):
@@ -258,7 +262,7 @@ def main() -> None:
                     "type": str(kind[j]),
                     "occurred_at": (now - timedelta(minutes=int(j))).isoformat(),
                     "properties": {"url": "/pricing"} if kind[j] == "page_view" else None,
-                    "external_id": f"bench-{b + j}",
+                    "external_id": f"bench-{args.seed}-{b + j}",
                 }
                 for j in range(k)
             ]
@@ -289,7 +293,8 @@ def main() -> None:
     took = time.perf_counter() - t
     print(
         f"INGEST{' (HTTP)' if args.http else ''}: {args.ingest:,} events in {len(batches)} batches "
-        f"of {args.batch:,} in {took:.2f}s = {args.ingest / took:,.0f} events/s, incremental scoring included"
+        f"of {args.batch:,} in {took:.2f}s = {args.ingest / took:,.0f} events/s, "
+        + ("without scoring (--no-scoring)" if args.no_scoring else "incremental scoring included")
     )
     scoring.unregister(db)
     db.dispose()
