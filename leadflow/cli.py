@@ -14,8 +14,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.exc import DataError
 
 from leadflow.auth import service as auth
 from leadflow.auth.models import Role, User
@@ -56,7 +58,7 @@ AsOption = Annotated[
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")  # the message may quote user text
     return typer.Exit(code)
 
 
@@ -72,6 +74,8 @@ def handle_errors(fn: F) -> F:
             raise fail(f"{exc.message} (legal moves from {exc.current.value}: {legal})") from None
         except LeadflowError as exc:
             raise fail(exc.message) from None
+        except (DataError, OverflowError):  # e.g. an id beyond the database's integer column
+            raise fail("a value is out of range for the database") from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -206,7 +210,9 @@ def user_list() -> None:
     table = Table("id", "name", "email", "role", "team", "active")
     with db.transaction() as s:
         for u in auth.list_users(s):
-            table.add_row(str(u.id), u.name, u.email, u.role, u.team or "", "yes" if u.active else "no")
+            table.add_row(
+                str(u.id), escape(u.name), u.email, u.role, escape(u.team or ""), "yes" if u.active else "no"
+            )
     console.print(table)
 
 
@@ -287,11 +293,11 @@ def leads_list(
     for lead in page.items:
         table.add_row(
             str(lead.id),
-            " ".join(x for x in (lead.first_name, lead.last_name) if x),
+            escape(" ".join(x for x in (lead.first_name, lead.last_name) if x)),
             lead.email or "",
-            lead.company or "",
+            escape(lead.company or ""),
             lead.stage,
-            lead.source or "",
+            escape(lead.source or ""),
             str(lead.owner_id or ""),
             lead.created_at.strftime("%Y-%m-%d"),
         )
@@ -318,7 +324,7 @@ def leads_show(
     table = Table(show_header=False, title=f"lead {lead_id}")
     for key, value in data.items():
         if value not in (None, "", [], {}):
-            table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+            table.add_row(key, escape(json.dumps(value) if isinstance(value, dict | list) else str(value)))
     console.print(table)
     hist = Table("at", "from", "to", "reason", "evidence", title="stage history")
     for h in history:
@@ -326,8 +332,8 @@ def leads_show(
             h.at.strftime("%Y-%m-%d %H:%M"),
             h.from_stage or "",
             h.to_stage,
-            h.reason or "",
-            json.dumps(h.evidence) if h.evidence else "",
+            escape(h.reason or ""),
+            escape(json.dumps(h.evidence) if h.evidence else ""),
         )
     console.print(hist)
     console.print(f"legal next moves: {', '.join(s.value for s in legal) or 'none'}")
@@ -350,7 +356,10 @@ def transition(
     """Move a lead to another lifecycle stage, with the evidence it requires."""
 
     try:
-        ev = lifecycle.evidence_from_dict(json.loads(evidence)) if evidence else None
+        data = json.loads(evidence) if evidence else None
+        if data is not None and not isinstance(data, dict):
+            raise ValueError('must be a JSON object, e.g. {"kind": "needs_assessment"}')
+        ev = lifecycle.evidence_from_dict(data)
     except (ValueError, json.JSONDecodeError) as exc:
         raise InvalidInput("--evidence", str(exc)) from None
     db = open_db()
