@@ -234,6 +234,30 @@ def test_transition(run: Cli, populated: dict[str, int]) -> None:
     assert run("transition", str(populated["w1"]), "cold", "--as", "rita@acme.io").exit_code == 2
 
 
+@pytest.mark.parametrize("evidence", ["[1, 2]", '"needs_assessment"', "42"])
+def test_evidence_that_is_not_a_json_object_is_refused(
+    run: Cli, populated: dict[str, int], evidence: str
+) -> None:
+    res = run("transition", str(populated["free"]), "mql", "--evidence", evidence)
+    assert res.exit_code == 2, res.output
+    assert "--evidence" in res.stderr and "object" in res.stderr
+
+
+def test_user_text_is_shown_verbatim_not_as_markup(run: Cli, populated: dict[str, int]) -> None:
+    lead = str(populated["free"])
+    run.ok("transition", lead, "nurture", "--reason", "[red]call back[/red] in [Q3]")
+    shown = run.ok("leads", "show", lead)
+    assert "[red]call back[/red] in [Q3]" in shown
+    res = run("token", "create", "rita@acme.io", "--scope", "leads[x]")
+    assert res.exit_code == 2 and "'leads[x]'" in res.stderr
+
+
+def test_an_id_beyond_the_database_is_an_error_message(run: Cli, populated: dict[str, int]) -> None:
+    res = run("leads", "show", str(10**20))
+    assert res.exit_code == 2, res.output
+    assert "out of range" in res.stderr
+
+
 # ----------------------------------------------------------------------------------- export
 
 
