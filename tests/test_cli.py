@@ -273,6 +273,12 @@ def test_export_csv_to_stdout_with_a_stage_filter(run: Cli, populated: dict[str,
     mql = _csv(run.ok("export", "--stage", "mql"))
     assert [(r["email"], r["stage"]) for r in mql] == [("mql@leads.io", "mql")]
     assert _csv(run.ok("export", "--stage", "customer")) == []
+    assert [r["email"] for r in _csv(run.ok("export", "--source", "webinar"))] == ["free@leads.io"]
+    db = run.database()
+    rita = user(db, "rita@acme.io").user_id
+    db.dispose()
+    owned = _csv(run.ok("export", "--owner", str(rita)))
+    assert {r["email"] for r in owned} == {"r1@leads.io", "r2@leads.io"}
 
 
 def test_export_json_to_a_file(run: Cli, populated: dict[str, int], tmp_path: Path) -> None:
