@@ -370,3 +370,14 @@ def test_erasing_a_lead_erases_its_scores(scoring: Database) -> None:
         assert s.get(LeadScore, lid) is None
         assert s.scalar(select(ScoreHistory.id)) is None
         assert s.scalar(select(ThresholdFiring.id)) is None
+
+
+def test_a_merge_rescores_the_winner_with_the_losers_events(scoring: Database) -> None:
+    winner = new_lead(scoring, **HOT)
+    loser = new_lead(scoring, email="vp.private@gmail.com", first_name="Vee")
+    ingest(scoring, [{"lead_id": loser, "type": "demo_request", "occurred_at": SOON}])
+    assert stored(scoring, winner).engagement == 0
+    with scoring.transaction() as s:
+        leads.merge_leads(s, SYSTEM, winner, loser)
+    assert stored(scoring, winner).engagement == pytest.approx(30)
+

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadflow.audit.service import record
@@ -40,7 +41,7 @@ from leadflow.core import lifecycle
 from leadflow.core import scoring as core
 from leadflow.core.lifecycle import Origin, Stage
 from leadflow.db.base import Database, utcnow
-from leadflow.errors import Forbidden, InvalidInput, NotFound
+from leadflow.errors import Conflict, Forbidden, InvalidInput, NotFound
 from leadflow.events import DomainEvent, emit, subscribe, unsubscribe
 from leadflow.leads import service as leads
 from leadflow.leads.models import Activity, Lead
@@ -149,8 +150,12 @@ def save_model(
         created_by=actor.user_id,
         created_at=utcnow(),
     )
-    session.add(row)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        raise Conflict("another model version was stored at the same moment; retry") from None
     record(session, actor, "scoring_model", row.version, "create", after={"name": row.name})
     if activate:
         activate_version(session, actor, row.version)
@@ -858,7 +863,10 @@ def _rescore_some(
 
 def _on_event(db: Database) -> Callable[[DomainEvent], None]:
     def handle(ev: DomainEvent) -> None:
-        ids = ev.payload.get("lead_ids") or ([ev.payload["lead_id"]] if "lead_id" in ev.payload else [])
+        p = ev.payload
+        # activities.ingested: lead_ids; lead.created: lead_id; lead.merged: the winner got the
+        # loser's events.
+        ids = p.get("lead_ids") or [p[k] for k in ("lead_id", "winner_id") if p.get(k) is not None]
         if not ids:
             return
         with db.transaction() as session:
@@ -877,7 +885,7 @@ def register(db: Database) -> None:
     if id(db) in _registered:
         return
     handler = _on_event(db)
-    subs = [("activities.ingested", handler), ("lead.created", handler)]
+    subs = [("activities.ingested", handler), ("lead.created", handler), ("lead.merged", handler)]
     for name, h in subs:
         subscribe(name, h)
     _registered[id(db)] = subs
