@@ -6,6 +6,7 @@ and peak memory.
     .venv/bin/python bench/import.py --db postgresql+psycopg://user:pw@127.0.0.1/bench
     .venv/bin/python bench/import.py --rerun              # also time a second run of the same file
     .venv/bin/python bench/import.py --no-lead-audit      # measure what the per-lead audit costs
+    .venv/bin/python bench/import.py --sqlite-floor       # SQLite's own cost per imported lead
 
 The generated file is a Salesforce-style lead export: names (with accents and apostrophes),
 corporate and free-mail addresses, phones in national and international formats of a dozen
@@ -329,6 +330,90 @@ def maxrss_mib() -> tuple[float, float]:
     return self_kib / 1024, kids_kib / 1024
 
 
+def sqlite_floor(directory: Path, rows: int = 1_000_000, chunk: int = 5000) -> None:
+    """What SQLite alone costs per imported lead on this schema: raw executemany of the three
+    rows an import writes per lead (lead, first stage change, audit entry), no Python work."""
+
+    path = directory / "floor.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    db = Database(f"sqlite:///{path}")
+    upgrade(db.engine)
+    rng = random.Random(1)
+    ts = "2026-11-23 09:00:00.000000"
+    lead_cols = (
+        "first_name, last_name, email, phone, phone_raw, job_title, seniority, company, country, timezone, "
+        "source, origin, account_id, stage, consent, unsubscribed, attributes, created_at, updated_at, "
+        "stage_changed_at, version"
+    )
+    leads = [
+        (
+            rng.choice(FIRST),
+            rng.choice(LAST),
+            f"{rng.random():.12f}.{i}@{rng.choice(WORDS).lower()}{i % 5000}.com",
+            "+14155550100",
+            "(415) 555-0100",
+            rng.choice(TITLES),
+            "manager",
+            "Acme Inc.",
+            "US",
+            "America/Los_Angeles",
+            rng.choice(SOURCES),
+            "marketing",
+            rng.randint(1, 5000),
+            "cold",
+            "unknown",
+            0,
+            '{"Lead ID":"00Q1"}',
+            ts,
+            ts,
+            ts,
+            1,
+        )
+        for i in range(rows)
+    ]
+    raw = db.engine.raw_connection()
+    cur = raw.cursor()
+    cur.executemany(
+        "INSERT INTO accounts (name, name_key, created_at, updated_at, version) VALUES (?, ?, ?, ?, 1)",
+        [(f"a{i}", f"a{i}", ts, ts) for i in range(5001)],
+    )
+    raw.commit()
+    cur.execute("PRAGMA wal_autocheckpoint=16384")
+    spent = {"leads": 0.0, "stage_changes": 0.0, "audit_log": 0.0}
+    first_id = 1
+    for k in range(0, rows, chunk):
+        part = leads[k : k + chunk]
+        c0 = time.process_time()
+        cur.executemany(f"INSERT INTO leads ({lead_cols}) VALUES ({', '.join('?' * 21)})", part)
+        c1 = time.process_time()
+        ids = range(first_id, first_id + len(part))
+        first_id += len(part)
+        cur.executemany(
+            "INSERT INTO stage_changes (lead_id, to_stage, at, reason, evidence) VALUES (?, 'cold', ?, ?, ?)",
+            [(i, ts, "import #1", '{"kind":"imported"}') for i in ids],
+        )
+        c2 = time.process_time()
+        cur.executemany(
+            "INSERT INTO audit_log (at, actor_label, entity_type, entity_id, action, after, reason) "
+            "VALUES (?, 'cli', 'lead', ?, 'create', ?, 'import #1')",
+            [(ts, i, f'{{"line":{i}}}') for i in ids],
+        )
+        raw.commit()
+        c3 = time.process_time()
+        spent["leads"] += c1 - c0
+        spent["stage_changes"] += c2 - c1
+        spent["audit_log"] += c3 - c2
+    raw.close()
+    db.dispose()
+    total = sum(spent.values())
+    parts = ", ".join(f"{name} {sec / rows * 1e6:.0f}" for name, sec in spent.items())
+    print(
+        f"SQLite floor ({rows:,} leads, CPU us per lead): {parts}; total {total / rows * 1e6:.0f} us "
+        f"= at most {rows / total:,.0f} leads/s for a single writer doing nothing else"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -339,7 +424,12 @@ def main() -> int:
     ap.add_argument("--chunk", type=int, default=5000)
     ap.add_argument("--rerun", action="store_true", help="import the same file a second time")
     ap.add_argument("--no-lead-audit", action="store_true", help="skip per-lead audit entries")
+    ap.add_argument("--sqlite-floor", action="store_true", help="only time SQLite's own insert cost")
     args = ap.parse_args()
+    if args.sqlite_floor:
+        args.dir.mkdir(parents=True, exist_ok=True)
+        sqlite_floor(args.dir)
+        return 0
 
     args.dir.mkdir(parents=True, exist_ok=True)
     csv_path = args.dir / f"leads-{args.rows}-{args.seed}.csv"
