@@ -123,8 +123,12 @@ class ChunkResult(NamedTuple):
         return [NormRow._make(t) for t in marshal.loads(self.rows)]
 
 
+# One encoder for every row (json.dumps with options builds a new encoder per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return None if value is None else _ENCODER.encode(value)
 
 
 @dataclass(frozen=True)

@@ -133,12 +133,15 @@ class _SQL:
         return f"{self.q(column)} = ANY(%s)", [list(values)]
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def _json(value: Any) -> str | None:
     """JSON text for a JSON column (text already serialized passes through)."""
 
     if value is None or isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _ENCODER.encode(value)
 
 
 class _AccountCache:
