@@ -626,3 +626,32 @@ def test_each_chunk_publishes_one_event(db: Database, tmp_path: Path) -> None:
     assert [len(e.payload["created_ids"]) for e in seen] == [2, 2, 1, 0]
     assert seen[0].payload["import_id"] == first.id
     assert seen[-1].payload["updated_ids"] == [ids["p0@acme-corp.com"]] == seen[-1].payload["lead_ids"]
+
+
+def test_a_manager_assigns_only_within_the_team(db: Database, tmp_path: Path) -> None:
+    with db.transaction() as s:
+        boss = auth.create_user(
+            s, SYSTEM, name="Mia Manager", email="mia@leadflow-test.io", role=Role.MANAGER, team="east"
+        )
+        auth.create_user(
+            s, SYSTEM, name="Eve East", email="eve@leadflow-test.io", role=Role.SALES_REP, team="east"
+        )
+        auth.create_user(
+            s, SYSTEM, name="Wes West", email="wes@leadflow-test.io", role=Role.SALES_REP, team="west"
+        )
+        actor = auth.principal_for(boss)
+    path = write(
+        tmp_path / "own.csv", "email,owner\na@acme-corp.com,Eve East\nb@acme-corp.com,wes@leadflow-test.io\n"
+    )
+    result = run(db, path, tmp_path, actor=actor)
+    assert (result.created, result.warnings) == (2, 1)
+    by = leads(db)
+    assert by["a@acme-corp.com"].owner_id is not None and by["b@acme-corp.com"].owner_id is None
+    (row,) = report(result)
+    assert row["line"] == "3" and "not in your team" in row["reason"]
+
+
+def test_report_values_never_become_formulas(db: Database, tmp_path: Path) -> None:
+    path = write(tmp_path / "f.csv", 'email,name\n"=HYPERLINK(""http://x"")",X\n+1,Y\n')
+    result = run(db, path, tmp_path)
+    assert [r["value"] for r in report(result)] == ['\'=HYPERLINK("http://x")', "'+1"]

@@ -136,6 +136,7 @@ class UserRef:
     id: int
     active: bool
     label: str
+    team: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,10 @@ class RowContext:
     plan: ColumnPlan
     users_by_email: dict[str, UserRef] = field(default_factory=dict)
     users_by_name: dict[str, list[UserRef]] = field(default_factory=dict)
+    # Who imports: a manager assigns leads only within their team (as in leads.service).
+    actor_role: str = "admin"
+    actor_id: int | None = None
+    actor_team: str | None = None
 
     @property
     def columns(self) -> tuple[tuple[int, str, str | None], ...]:
@@ -156,7 +161,11 @@ class RowContext:
 
 
 def report_value(value: str) -> str:
-    return value if len(value) <= _REPORT_VALUE_MAX else value[:_REPORT_VALUE_MAX] + "..."
+    """A cell as the error report shows it: shortened, and never a spreadsheet formula (the
+    report is opened in Excel; a value from the file must not run there)."""
+
+    text = value if len(value) <= _REPORT_VALUE_MAX else value[:_REPORT_VALUE_MAX] + "..."
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 _NUMBER_NOISE = re.compile(r"^\s*(?:[$€£¥]|usd|eur|gbp|chf)?\s*|\s*(?:usd|eur|gbp|chf)?\s*$", re.IGNORECASE)
@@ -209,7 +218,13 @@ def _match_owner(ctx: RowContext, value: str) -> tuple[int | None, str | None]:
         return None, f"several users are named {value!r}; the lead is left unassigned (use the owner's email)"
     if not active:
         return None, f"owner {value!r} is an inactive user; the lead is left unassigned"
-    return active[0].id, None
+    owner = active[0]
+    if ctx.actor_role == "manager" and owner.team != ctx.actor_team and owner.id != ctx.actor_id:
+        return (
+            None,
+            f"owner {value!r} is not in your team (managers assign within their team); left unassigned",
+        )
+    return owner.id, None
 
 
 @dataclass(frozen=True)

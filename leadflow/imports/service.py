@@ -21,8 +21,8 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
-from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ def _users(db: Database) -> tuple[dict[str, UserRef], dict[str, list[UserRef]]]:
     by_name: dict[str, list[UserRef]] = {}
     with db.transaction() as s:
         for user in s.scalars(select(User)):
-            ref = UserRef(user.id, user.active, user.name)
+            ref = UserRef(user.id, user.active, user.name, user.team)
             by_email[user.email.strip().lower()] = ref
             by_name.setdefault(" ".join(user.name.lower().split()), []).append(ref)
     return by_email, by_name
@@ -112,17 +112,26 @@ def _results(ctx: RowContext, info: FileInfo, *, workers: int) -> Iterator[Chunk
             yield process_chunk(ctx, read_chunk(info, chunk))
         return
     # spawn, not fork: the API server has threads, and a forked child would inherit the
-    # engine's open connections.
-    mp = multiprocessing.get_context("spawn")
-    with mp.Pool(workers, initializer=init_worker, initargs=(ctx, info)) as pool:
-        pending: deque[AsyncResult[ChunkResult]] = deque()
+    # engine's open connections. ProcessPoolExecutor, not multiprocessing.Pool: a worker that
+    # dies raises BrokenProcessPool here instead of leaving the import waiting forever.
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=init_worker,
+        initargs=(ctx, info),
+    ) as pool:
+        pending: deque[Future[ChunkResult]] = deque()
         in_flight = workers * 2 + 1
-        for chunk in info.chunks:
-            pending.append(pool.apply_async(work, (chunk,)))
-            if len(pending) >= in_flight:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+        try:
+            for chunk in info.chunks:
+                pending.append(pool.submit(work, chunk))
+                if len(pending) >= in_flight:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _worker_count(requested: int | None, rows: int, chunks: int) -> int:
@@ -227,7 +236,9 @@ def _run(
 
     report_path = (report_dir / f"import-{job_id}-errors.csv").resolve()
     by_email, by_name = _users(db)
-    ctx = RowContext(plan, by_email, by_name)
+    ctx = RowContext(
+        plan, by_email, by_name, actor_role=actor.role.value, actor_id=actor.user_id, actor_team=actor.team
+    )
     writer = ChunkWriter(
         db, job_id=job_id, actor=actor, dry_run=dry_run, email_column=plan.header_of("email")
     )

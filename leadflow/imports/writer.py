@@ -274,6 +274,10 @@ class ChunkWriter:
         except OperationalError:
             raise  # locked or unreachable database: the import stops, committed chunks stay
         except DBAPIError as exc:
+            # What the failed transaction read may be stale (a concurrent import may have created
+            # an account we found missing): forget the negative lookups before trying again.
+            self.accounts.missing_domains.clear()
+            self.accounts.missing_keys.clear()
             if not retried:
                 return self._write_isolating(rows, retried=True)
             if len(rows) == 1:
