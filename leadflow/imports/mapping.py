@@ -8,7 +8,7 @@ first column that names it; later columns for the same field, and every unrecogn
 kept in ``Lead.attributes`` under their original header.
 
 Stage values are mapped by the same kind of key (``Open - Not Contacted`` -> ``opennotcontacted``).
-The tables below are the documented mapping (docs/imports.md repeats them for users).
+The tables below are the documented mapping (leadflow/imports/README.md repeats them for users).
 """
 
 from __future__ import annotations

@@ -3,14 +3,15 @@
 ``phonenumbers`` parses, validates and formats a number in ~60 us, and finding its time zone costs
 as much again, because the library is written for any input in any script. An import of a million
 rows cannot afford that (it would be the slowest step by far), so this module decides the common
-case itself: ASCII digits with ordinary punctuation, in E.164/international form or in the national
-form of a region whose national prefix is a plain pattern. It replays the library's own algorithm
-(``parse``, ``is_valid_number``, ``format_number(E164)``, ``time_zones_for_number``) over the
-library's own metadata, with the patterns compiled once per region.
+case itself: ASCII digits with ordinary punctuation and an optional "x123"/"ext. 123" extension,
+in E.164/international form or in a region's national form. It replays the library's own
+algorithm (``parse``, ``is_valid_number``, ``format_number(E164)``, ``time_zones_for_number``)
+over the library's own metadata, with each region's type patterns compiled once into one regex per
+number length.
 
 The fast path only ever *accepts*: it answers for numbers that are valid, and returns ``None``
-for anything else (unusual shapes, IDD prefixes, numbers that start with the country code, regions
-with carrier-code or transform rules, invalid numbers), which then go through
+for anything else (unusual shapes, international dialling prefixes, national prefixes that need a
+transform rule, non-geographic numbers, invalid numbers), which then go through
 :func:`leadflow.core.contact.normalize_phone`, so error messages stay the library's. A property test
 (tests/test_import_phones.py) holds both paths to the same answers.
 """

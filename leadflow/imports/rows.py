@@ -6,7 +6,7 @@ phone numbers go through the import's fast path (:mod:`leadflow.imports.phones`,
 answers as ``phonenumbers`` by a property test), and only non-blank cells are passed on, so a blank
 cell never erases a stored value.
 
-Row rules (docs/PERFORMANCE.md and the CLI help repeat them):
+Row rules (leadflow/imports/README.md gives the whole list):
 - every row needs a valid email (imports match leads by email, the only unique key a lead has);
   an invalid email, or any value identity refuses, fails the row;
 - a row whose number of fields differs from the header fails (trailing empty fields are ignored);
