@@ -33,8 +33,8 @@ from leadflow.auth.models import User
 from leadflow.auth.principal import SYSTEM, Perm, Principal
 from leadflow.config import get_settings
 from leadflow.db.base import Database, utcnow
-from leadflow.errors import Forbidden, NotFound
-from leadflow.imports.mapping import Mapping, plan_columns
+from leadflow.errors import Forbidden, InvalidInput, NotFound
+from leadflow.imports.mapping import ColumnPlan, Mapping, plan_columns
 from leadflow.imports.reader import FileInfo, ImportFileError, inspect_file, read_chunk
 from leadflow.imports.rows import ChunkResult, Issue, RowContext, UserRef, init_worker, process_chunk, work
 from leadflow.imports.writer import ChunkWriter
@@ -163,77 +163,81 @@ def run_import(
     try:
         preset = Mapping(mapping)
     except ValueError:
-        from leadflow.errors import InvalidInput
-
         raise InvalidInput("mapping", f"must be one of {', '.join(m.value for m in Mapping)}") from None
     started = time.perf_counter()
     name = filename or path.name
-    with db.transaction() as s:
-        job = ImportJob(
-            filename=name[:500],
-            mapping=preset.value,
-            dry_run=dry_run,
-            status="running",
-            created_by=actor.user_id,
-            started_at=utcnow(),
-        )
-        s.add(job)
-        s.flush()
-        job_id = job.id
-
-    def finish(status: str, **values: Any) -> None:
-        with db.transaction() as s:
-            s.execute(
-                update(ImportJob)
-                .where(ImportJob.id == job_id)
-                .values(status=status, finished_at=utcnow(), **values)
-            )
-
+    job = _Job.start(db, name, preset, dry_run, actor)
     report_dir = report_dir or report_dir_default()
     report_dir.mkdir(parents=True, exist_ok=True)
     try:
         info = inspect_file(path, chunk_size=chunk_size, work_dir=report_dir)
     except ImportFileError as exc:
-        finish("rejected", message=exc.message)
-        exc.extra["import_id"] = job_id
-        raise
+        raise job.reject(exc) from None
     try:
-        return _run(
-            db, info, preset, dry_run, actor, progress, name, report_dir, workers, job_id, started, finish
-        )
+        plan = plan_columns(info.header, preset)
+        if "email" not in plan.fields:
+            raise job.reject(
+                ImportFileError(
+                    "no email column: imports match leads by email, so the file needs one (recognized "
+                    "names: Email, E-mail, Email Address, Work Email...). Columns found: "
+                    + ", ".join(info.header[:30]),
+                    line=info.header_lines,
+                )
+            )
+        return _run(job, info, plan, actor, progress, name, report_dir, workers, started)
     finally:
         if info.transcoded:
             info.path.unlink(missing_ok=True)
 
 
+@dataclass
+class _Job:
+    """The import's row in ``imports``."""
+
+    db: Database
+    id: int
+    dry_run: bool
+
+    @classmethod
+    def start(cls, db: Database, name: str, preset: Mapping, dry_run: bool, actor: Principal) -> _Job:
+        with db.transaction() as s:
+            job = ImportJob(
+                filename=name[:500],
+                mapping=preset.value,
+                dry_run=dry_run,
+                status="running",
+                created_by=actor.user_id,
+                started_at=utcnow(),
+            )
+            s.add(job)
+            s.flush()
+            return cls(db, job.id, dry_run)
+
+    def update(self, **values: Any) -> None:
+        with self.db.transaction() as s:
+            s.execute(update(ImportJob).where(ImportJob.id == self.id).values(**values))
+
+    def finish(self, status: str, **values: Any) -> None:
+        self.update(status=status, finished_at=utcnow(), **values)
+
+    def reject(self, exc: ImportFileError) -> ImportFileError:
+        self.finish("rejected", message=exc.message)
+        exc.extra["import_id"] = self.id
+        return exc
+
+
 def _run(
-    db: Database,
+    job: _Job,
     info: FileInfo,
-    preset: Mapping,
-    dry_run: bool,
+    plan: ColumnPlan,
     actor: Principal,
     progress: Progress | None,
     name: str,
     report_dir: Path,
     workers: int | None,
-    job_id: int,
     started: float,
-    finish: Callable[..., None],
 ) -> ImportResult:
-    try:
-        plan = plan_columns(info.header, preset)
-        if "email" not in plan.fields:
-            raise ImportFileError(
-                "no email column: imports match leads by email, so the file needs one (recognized "
-                "names: Email, E-mail, Email Address, Work Email...). Columns found: "
-                + ", ".join(info.header[:30]),
-                line=info.header_lines,
-            )
-    except ImportFileError as exc:
-        finish("rejected", message=exc.message)
-        exc.extra["import_id"] = job_id
-        raise
-
+    db, job_id, dry_run = job.db, job.id, job.dry_run
     report_path = (report_dir / f"import-{job_id}-errors.csv").resolve()
     by_email, by_name = _users(db)
     ctx = RowContext(
@@ -245,8 +249,7 @@ def _run(
     n_workers = _worker_count(workers, info.rows, len(info.chunks))
     done = 0
     warnings = 0
-    with db.transaction() as s:
-        s.execute(update(ImportJob).where(ImportJob.id == job_id).values(rows_total=info.rows))
+    job.update(rows_total=info.rows)
     if progress:
         progress(0, info.rows)
     try:
@@ -271,7 +274,7 @@ def _run(
                         progress(done, info.rows)
     except BaseException as exc:
         t = writer.totals
-        finish(
+        job.finish(
             "failed",
             created=t.created,
             updated=t.updated,
@@ -314,7 +317,7 @@ def _run(
                     action="import",
                     after={
                         "filename": name,
-                        "mapping": preset.value,
+                        "mapping": plan.mapping.value,
                         "rows": info.rows,
                         "created": t.created,
                         "updated": t.updated,
@@ -328,7 +331,7 @@ def _run(
     return ImportResult(
         id=job_id,
         filename=name,
-        mapping=preset.value,
+        mapping=plan.mapping.value,
         dry_run=dry_run,
         status=status,
         rows_total=info.rows,
