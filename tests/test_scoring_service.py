@@ -381,3 +381,22 @@ def test_a_merge_rescores_the_winner_with_the_losers_events(scoring: Database) -
         leads.merge_leads(s, SYSTEM, winner, loser)
     assert stored(scoring, winner).engagement == pytest.approx(30)
 
+
+def test_a_batch_of_leads_is_scored_once_after_the_outer_commit(
+    scoring: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = svc.rescore_leads
+
+    def spy(session: Any, ids: Any, **kw: Any) -> svc.RescoreResult:
+        calls.append(len(set(ids)))
+        return real(session, ids, **kw)
+
+    monkeypatch.setattr(svc, "rescore_leads", spy)
+    monkeypatch.setattr(svc._touched, "leads", set())  # nothing left over from earlier tests
+    items = [{**HOT, "email": f"p{i}@acme.io"} for i in range(25)]
+    with scoring.transaction() as s:  # one savepoint per item inside
+        results = leads.create_leads_batch(s, SYSTEM, items)
+    assert calls == [25]
+    with scoring.transaction() as s:
+        assert all(s.get(LeadScore, r.lead_id) is not None for r in results)

@@ -23,6 +23,7 @@ import logging
 import math
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -613,7 +614,7 @@ def _previous(
             {},
         )
         for lid, f, e, t, armed in rows:
-            key = armed if not isinstance(armed, dict) else json.dumps(armed, sort_keys=True)
+            key = armed if not isinstance(armed, dict) else tuple(sorted(armed.items()))
             if key not in parsed:
                 parsed[key] = armed if isinstance(armed, dict) else json.loads(armed)
             out[int(lid)] = (float(f), float(e), float(t), parsed[key])
@@ -861,39 +862,72 @@ def _rescore_some(
     _write(session, active, scored, arrays, summaries, now, result, fire)
 
 
-def _on_event(db: Database) -> Callable[[DomainEvent], None]:
-    def handle(ev: DomainEvent) -> None:
-        p = ev.payload
-        # activities.ingested: lead_ids; lead.created: lead_id; lead.merged: the winner got the
-        # loser's events.
-        ids = p.get("lead_ids") or [p[k] for k in ("lead_id", "winner_id") if p.get(k) is not None]
-        if not ids:
-            return
-        with db.transaction() as session:
-            rescore_leads(session, ids)
-
-    return handle
+# Leads touched by the events of one commit, rescored together right after it (a batch of 1,000
+# created leads is one rescoring transaction, not 1,000), in the database that committed them.
+# Per thread: a commit and the dispatch of its events happen on one thread.
+_touched = threading.local()
+_databases: dict[int, Database] = {}  # id(engine) -> the registered Database using it
+_EVENTS = ("activities.ingested", "lead.created", "lead.merged")
 
 
-_registered: dict[int, list[tuple[str, Callable[[DomainEvent], None]]]] = {}
+def _pending() -> set[int]:
+    pending: set[int] | None = getattr(_touched, "leads", None)
+    if pending is None:
+        pending = _touched.leads = set()
+    return pending
+
+
+def _on_event(ev: DomainEvent) -> None:
+    p = ev.payload
+    # activities.ingested: lead_ids; lead.created: lead_id; lead.merged: the winner got the
+    # loser's events.
+    ids = p.get("lead_ids") or [p[k] for k in ("lead_id", "winner_id") if p.get(k) is not None]
+    _pending().update(int(i) for i in ids)
+
+
+@event.listens_for(Session, "after_commit")
+def _rescore_touched(session: Session) -> None:
+    """Runs after leadflow.events dispatched the commit's events (listeners run in the order they
+    were registered, and leadflow.events registered first)."""
+
+    if session.in_nested_transaction():
+        # A savepoint was released (SQLAlchemy fires after_commit for those too, and
+        # leadflow.events dispatches then): wait for the outermost commit.
+        return
+    ids = _pending()
+    if not ids:
+        return
+    _touched.leads = set()
+    db = _databases.get(id(session.get_bind()))
+    if db is None:  # scoring is not registered for this database
+        return
+    try:
+        with db.transaction() as s:
+            rescore_leads(s, ids)
+    except Exception:  # the change that touched the leads is committed; never undo it
+        log.exception("incremental rescoring of %d leads failed", len(ids))
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_touched(session: Session) -> None:
+    if not session.in_nested_transaction():
+        _touched.leads = set()
 
 
 def register(db: Database) -> None:
-    """Rescore leads when their events arrive or when they are created (after commit, in a
-    transaction of their own). Idempotent per database."""
+    """Rescore leads when their events arrive, when they are created and when a merge moves
+    events (after the commit, in a transaction of their own). Idempotent."""
 
-    if id(db) in _registered:
-        return
-    handler = _on_event(db)
-    subs = [("activities.ingested", handler), ("lead.created", handler), ("lead.merged", handler)]
-    for name, h in subs:
-        subscribe(name, h)
-    _registered[id(db)] = subs
+    if not _databases:
+        for name in _EVENTS:
+            subscribe(name, _on_event)
+    _databases[id(db.engine)] = db
 
 
 def unregister(db: Database) -> None:
-    for name, h in _registered.pop(id(db), []):
-        unsubscribe(name, h)
+    if _databases.pop(id(db.engine), None) is not None and not _databases:
+        for name in _EVENTS:
+            unsubscribe(name, _on_event)
 
 
 # ---------------------------------------------------------------------------------------------
