@@ -274,20 +274,31 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             w.writerow(row)
 
 
-def cpu_seconds() -> tuple[float, float]:
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+class ProcessSampler(threading.Thread):
+    """Samples this process and all its descendants (the validation workers are children of a
+    fork server, so grandchildren) from /proc every 0.2 s: the peak of their summed resident
+    memory, and the CPU time the descendants used while sampling ran (``getrusage`` cannot see
+    workers that are not this process's own waited-for children)."""
 
-
-class MemorySampler(threading.Thread):
-    """Peak of (this process + its children) resident memory, sampled from /proc every 0.2 s:
-    the figure that matters when the workers run at the same time as the writer."""
+    TICK = os.sysconf("SC_CLK_TCK")
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peak_kib = 0
+        self._first: dict[int, int] = {}  # pid -> CPU ticks when first seen
+        self._last: dict[int, int] = {}
         self._stop_event = threading.Event()
+
+    @staticmethod
+    def _stat(pid: int) -> tuple[int, int] | None:
+        """(parent pid, utime + stime ticks)."""
+
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return int(fields[1]), int(fields[11]) + int(fields[12])
 
     @staticmethod
     def _rss_kib(pid: int) -> int:
@@ -300,28 +311,44 @@ class MemorySampler(threading.Thread):
             pass
         return 0
 
-    def _children(self) -> list[int]:
-        me = os.getpid()
-        kids = []
+    def _descendants(self) -> dict[int, int]:
+        stats = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
-                            kids.append(int(entry))
-                except (OSError, ValueError, IndexError):
-                    pass
-        return kids
+                st = self._stat(int(entry))
+                if st is not None:
+                    stats[int(entry)] = st
+        family = {os.getpid()}
+        grew = True
+        while grew:
+            grew = False
+            for pid, (ppid, _) in stats.items():
+                if ppid in family and pid not in family:
+                    family.add(pid)
+                    grew = True
+        family.discard(os.getpid())
+        return {pid: stats[pid][1] for pid in family}
+
+    def sample(self) -> None:
+        kids = self._descendants()
+        for pid, ticks in kids.items():
+            self._first.setdefault(pid, ticks)
+            self._last[pid] = ticks
+        total = self._rss_kib(os.getpid()) + sum(self._rss_kib(pid) for pid in kids)
+        self.peak_kib = max(self.peak_kib, total)
 
     def run(self) -> None:
+        self.sample()
         while not self._stop_event.wait(0.2):
-            total = self._rss_kib(os.getpid()) + sum(self._rss_kib(k) for k in self._children())
-            self.peak_kib = max(self.peak_kib, total)
+            self.sample()
 
-    def stop(self) -> float:
+    def stop(self) -> tuple[float, float]:
+        """(peak MiB, descendants' CPU seconds)."""
+
         self._stop_event.set()
         self.join()
-        return self.peak_kib / 1024
+        cpu = sum(self._last[pid] - self._first[pid] for pid in self._last) / self.TICK
+        return self.peak_kib / 1024, cpu
 
 
 def maxrss_mib() -> tuple[float, float]:
@@ -465,9 +492,6 @@ def main() -> int:
     if args.no_lead_audit:
         ChunkWriter.AUDIT_LEADS = False
 
-    runs = 2 if args.rerun else 1
-    sampler = MemorySampler()
-    sampler.start()
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -476,10 +500,14 @@ def main() -> int:
             last[0] = now
             print(f"  {done:>9,} / {total:,}", flush=True)
 
+    runs = 2 if args.rerun else 1
+    peaks = []
     for run in range(runs):
         t = time.perf_counter()
-        cpu_main, cpu_kids = cpu_seconds()
+        cpu_main = time.process_time()
         load = os.getloadavg()[0]
+        sampler = ProcessSampler()
+        sampler.start()
         result = run_import(
             db,
             csv_path,
@@ -490,25 +518,25 @@ def main() -> int:
             chunk_size=args.chunk,
         )
         elapsed = time.perf_counter() - t
+        peak, cpu_workers = sampler.stop()
+        peaks.append(peak)
+        per_row = 1e6 / result.rows_total
         print(
             f"run {run + 1}: {result.rows_total:,} rows in {elapsed:.1f}s "
             f"= {result.rows_total / elapsed:,.0f} rows/s "
             f"(created {result.created:,}, updated {result.updated:,}, skipped {result.skipped:,}, "
             f"failed {result.failed:,}, warnings {result.warnings:,}, accounts {result.accounts_created:,})"
         )
-        main_after, kids_after = cpu_seconds()
-        per_row = 1e6 / result.rows_total
         print(
-            f"       CPU: this process {(main_after - cpu_main) * per_row:.0f} us/row, "
-            f"workers {(kids_after - cpu_kids) * per_row:.0f} us/row; "
-            f"load average before the run {load:.2f} on {os.cpu_count()} cores"
+            f"       CPU: this process {(time.process_time() - cpu_main) * per_row:.0f} us/row, "
+            f"workers {cpu_workers * per_row:.0f} us/row; peak memory {peak:.0f} MiB "
+            f"(this process + workers, sampled); load average before the run {load:.2f} "
+            f"on {os.cpu_count()} cores"
         )
-    peak = sampler.stop()
     self_mib, kids_mib = maxrss_mib()
     print(
-        f"peak memory (sampled, this process + workers at the same moment): {peak:.0f} MiB; "
-        f"getrusage maxrss: self {self_mib:.0f} MiB, children {kids_mib:.0f} MiB "
-        "(a spawned child's maxrss can include its parent's pages before exec)"
+        f"peak memory (sampled, this process + workers at the same moment): {max(peaks):.0f} MiB; "
+        f"getrusage maxrss: self {self_mib:.0f} MiB, children {kids_mib:.0f} MiB"
     )
     with db.engine.connect() as conn:
         leads = conn.scalar(select(func.count()).select_from(Lead))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import multiprocessing
+import multiprocessing.context
 import os
 import time
 from collections import deque
@@ -103,6 +104,18 @@ def _users(db: Database) -> tuple[dict[str, UserRef], dict[str, list[UserRef]]]:
     return by_email, by_name
 
 
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """Never plain fork: the API server has threads, and a forked child would inherit the
+    engine's open connections. A fork server (started once per process, with the validation
+    modules imported) makes later pools start at once; spawn where there is none."""
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["leadflow.imports.rows"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def _results(ctx: RowContext, info: FileInfo, *, workers: int) -> Iterator[ChunkResult]:
     """Validated chunks in file order; with workers, validation runs ahead of the caller by a few
     chunks (never more: memory stays flat)."""
@@ -111,12 +124,11 @@ def _results(ctx: RowContext, info: FileInfo, *, workers: int) -> Iterator[Chunk
         for chunk in info.chunks:
             yield process_chunk(ctx, read_chunk(info, chunk))
         return
-    # spawn, not fork: the API server has threads, and a forked child would inherit the
-    # engine's open connections. ProcessPoolExecutor, not multiprocessing.Pool: a worker that
-    # dies raises BrokenProcessPool here instead of leaving the import waiting forever.
+    # ProcessPoolExecutor, not multiprocessing.Pool: a worker that dies raises BrokenProcessPool
+    # here instead of leaving the import waiting forever.
     with ProcessPoolExecutor(
         workers,
-        mp_context=multiprocessing.get_context("spawn"),
+        mp_context=_mp_context(),
         initializer=init_worker,
         initargs=(ctx, info),
     ) as pool:
