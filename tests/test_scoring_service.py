@@ -400,3 +400,59 @@ def test_a_batch_of_leads_is_scored_once_after_the_outer_commit(
     assert calls == [25]
     with scoring.transaction() as s:
         assert all(s.get(LeadScore, r.lead_id) is not None for r in results)
+
+
+@pytest.mark.usefixtures("quiet")
+def test_property_filters_agree_on_numbers_and_flags(db: Database, admin: Actor) -> None:
+    doc = core.default_model().to_document()
+    doc["engagement"]["rules"] = [
+        {
+            "id": "five",
+            "event": "webinar",
+            "where": {"seats": {"equals": "5"}},
+            "points": 1,
+            "half_life_days": None,
+        },
+        {
+            "id": "flag",
+            "event": "webinar",
+            "where": {"live": {"in": ["true"]}},
+            "points": 10,
+            "half_life_days": None,
+        },
+        {
+            "id": "none",
+            "event": "webinar",
+            "where": {"seats": {"exists": False}},
+            "points": 100,
+            "half_life_days": None,
+        },
+        {
+            "id": "pre",
+            "event": "webinar",
+            "where": {"seats": {"prefix": "5."}},
+            "points": 1000,
+            "half_life_days": None,
+        },
+    ]
+    with db.transaction() as s:
+        svc.save_model(s, admin.principal, doc, activate=True)
+    lid = new_lead(db, **HOT)
+    props: list[dict[str, Any] | None] = [
+        {"seats": 5},
+        {"seats": 5.0},
+        {"seats": "5", "live": True},
+        {"seats": None, "live": False},
+        {"live": "true"},
+        None,
+    ]
+    ingest(db, [{"lead_id": lid, "type": "webinar", "occurred_at": NOW, "properties": p} for p in props])
+    with db.transaction() as s:
+        one = svc.score_one(s, svc.active_model(s), lid, NOW)
+        assert one is not None
+        svc.rescore_leads(s, [lid], as_of=NOW)
+        row = s.get(LeadScore, lid)
+        assert row is not None
+    python = {r.rule_id: r.points for r in one[0].reasons if r.kind == "engagement"}
+    assert python == {"five": 2, "flag": 20, "none": 300, "pre": 1000}
+    assert {e["rule_id"]: e["points"] for e in row.explanation or [] if e["kind"] == "engagement"} == python

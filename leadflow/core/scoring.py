@@ -364,6 +364,8 @@ def _semantic_errors(model: ScoringModel, data: Any) -> list[ModelError]:
                     ("engagement", "rules", i, "where", key),
                     "give exactly one of equals, prefix, contains, in, exists",
                 )
+            elif cond.in_ is not None and not cond.in_:
+                err(("engagement", "rules", i, "where", key, "in"), "needs at least one value")
             if not key or len(key) > 100:
                 err(("engagement", "rules", i, "where"), "property names are 1 to 100 characters")
     g = model.grades
@@ -560,10 +562,11 @@ def property_predicate(cond: PropertyCondition) -> Callable[[Any], bool]:
 
 
 def property_text(v: Any) -> str:
+    """The text an event property filter compares: JSON's spelling of true and false, Python's of
+    numbers (5, 5.0); the SQL of the bulk path produces the same text."""
+
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
     return str(v)
 
 

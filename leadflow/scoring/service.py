@@ -355,8 +355,20 @@ def _epoch_sql(dialect: str) -> str:
     return f"({whole} + CAST(substr(act.occurred_at, 20) AS REAL))"
 
 
+def _property_text_sql(dialect: str, column: str, key: str) -> str:
+    """SQL for :func:`leadflow.core.scoring.property_text` of a top-level event property."""
+
+    if dialect == "postgresql":
+        return _json_text(dialect, column, key)  # ->> spells true/false and numbers as JSON does
+    path = "'$.\"" + key.replace("'", "''").replace('"', '""') + "\"'"
+    return (
+        f"(CASE json_type({column}, {path}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+        f"ELSE CAST(json_extract({column}, {path}) AS TEXT) END)"
+    )
+
+
 def _condition_sql(dialect: str, key: str, cond: core.PropertyCondition, params: dict[str, Any]) -> str:
-    value = _json_text(dialect, "act.properties", key)
+    value = _property_text_sql(dialect, "act.properties", key)
     n = len(params)
 
     def bind(v: Any) -> str:
@@ -436,7 +448,8 @@ def _engagement_sql(model: core.ScoringModel, dialect: str, where: str) -> tuple
         # CROSS JOIN: SQLite keeps the activities as the outer loop (one pass over them).
         f"FROM activities act{scan} WHERE {where}) e CROSS JOIN r "
         f"WHERE r.type = e.type AND {match.replace('act.properties', 'e.properties')} "
-        f"GROUP BY e.lead_id, r.idx, {period}) g) h GROUP BY h.lead_id"
+        # (a constant in GROUP BY would name a column: no period term without caps)
+        f"GROUP BY e.lead_id, r.idx{', ' + period if periods else ''}) g) h GROUP BY h.lead_id"
     )
     return sql, params
 
