@@ -3,13 +3,17 @@ thresholds act once per crossing, explanations and history."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from conftest import Actor, make_user
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
+from test_scoring_core import attrs_st, event_st, model_st
 
 from leadflow.auth.models import Role
 from leadflow.auth.principal import SYSTEM
@@ -456,3 +460,47 @@ def test_property_filters_agree_on_numbers_and_flags(db: Database, admin: Actor)
     python = {r.rule_id: r.points for r in one[0].reasons if r.kind == "engagement"}
     assert python == {"five": 2, "flag": 20, "none": 300, "pre": 1000}
     assert {e["rule_id"]: e["points"] for e in row.explanation or [] if e["kind"] == "engagement"} == python
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    m=model_st,
+    people=st.lists(st.tuples(attrs_st, st.lists(event_st, max_size=12)), min_size=1, max_size=3),
+)
+@pytest.mark.usefixtures("quiet")
+def test_sql_and_python_paths_agree(
+    db: Database, m: core.ScoringModel, people: list[tuple[dict[str, Any], list[tuple[str, float, Any]]]]
+) -> None:
+    """Random models, leads and events: the SQL + NumPy path (rescoring) gives the scores the
+    Python path (explanations) gives."""
+
+    with db.transaction() as s:
+        svc.save_model(s, SYSTEM, m.to_document(), activate=True)
+    ids = []
+    for attrs, events in people:
+        data = {k: v for k, v in attrs.items() if v is not None and k not in ("seniority", "email")}
+        data["email"] = f"{uuid.uuid4().hex[:12]}@{(attrs['email'] or 'x@acme.io').split('@')[1]}"
+        lid = new_lead(db, **data)
+        ids.append(lid)
+        items = [
+            {
+                "lead_id": lid,
+                "type": t,
+                "occurred_at": NOW - timedelta(days=d),
+                "properties": None if u is None else {"url": u},
+            }
+            for t, d, u in events
+        ]
+        if items:
+            ingest(db, items)
+    with db.transaction() as s:
+        active = svc.active_model(s)
+        svc.rescore_leads(s, ids, as_of=NOW, fire=False)
+        for lid in ids:
+            one = svc.score_one(s, active, lid, NOW)
+            row = s.get(LeadScore, lid)
+            assert one is not None and row is not None
+            assert (row.fit, row.engagement, row.total) == pytest.approx(
+                (one[0].fit, one[0].engagement, one[0].total), abs=1e-6
+            )
+            assert row.grade == one[0].grade
