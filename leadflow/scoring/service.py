@@ -610,7 +610,11 @@ def _lock_scores(session: Session, where: str, params: Mapping[str, Any]) -> Non
     """Serialize writers of the same leads' scores: on PostgreSQL this locks the existing score
     rows; on SQLite any write takes the database write lock, so reads that follow are current."""
 
-    session.execute(text(f"UPDATE lead_scores SET model_version = model_version WHERE {where}"), params)
+    if session.get_bind().dialect.name == "postgresql":
+        sql = f"SELECT count(*) FROM (SELECT 1 FROM lead_scores WHERE {where} FOR UPDATE) locked"
+    else:  # a write statement takes the lock even when it changes no row
+        sql = "UPDATE lead_scores SET model_version = model_version WHERE 0"
+    session.execute(text(sql), params)
 
 
 def _previous(
