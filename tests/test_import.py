@@ -655,3 +655,21 @@ def test_report_values_never_become_formulas(db: Database, tmp_path: Path) -> No
     path = write(tmp_path / "f.csv", 'email,name\n"=HYPERLINK(""http://x"")",X\n+1,Y\n')
     result = run(db, path, tmp_path)
     assert [r["value"] for r in report(result)] == ['\'=HYPERLINK("http://x")', "'+1"]
+
+
+def test_concurrent_imports_of_overlapping_files(db: Database, tmp_path: Path) -> None:
+    """Two imports at once (threads, each with its own connection): every email ends up once, and
+    each lead was created by exactly one of them."""
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = [f"user{i}@corp{i % 5}.com,Company {i % 5}" for i in range(300)]
+    a = write(tmp_path / "a.csv", "email,company\n" + "\n".join(rows[:200]) + "\n")
+    b = write(tmp_path / "b.csv", "email,company\n" + "\n".join(reversed(rows[100:])) + "\n")
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda p: run(db, p, tmp_path, chunk_size=25, workers=0), [a, b]))
+    assert sum(r.created for r in results) == 300
+    assert all(r.failed == 0 and r.created + r.skipped == 200 for r in results)
+    assert count(db, Lead) == 300 and count(db, StageChange) == 300
+    with db.transaction() as s:
+        assert s.scalar(select(func.count(func.distinct(Account.name_key)))) == count(db, Account) == 5

@@ -30,7 +30,7 @@ from leadflow.audit.models import AuditEntry
 from leadflow.auth.principal import Principal
 from leadflow.db.base import Database, utcnow
 from leadflow.events import emit
-from leadflow.imports.rows import FIRMOGRAPHICS, WORKER_COLUMNS, Issue, NormRow
+from leadflow.imports.rows import FIRMOGRAPHICS, WORKER_COLUMNS, Issue, NormRow, report_value
 from leadflow.leads.models import Account, ImportJob, Lead, StageChange
 
 LEADS: Table = Lead.__table__  # type: ignore[assignment]
@@ -68,6 +68,7 @@ LEAD_UPDATE = (
     "bad_candidate_reasons",
 )
 _IN_BATCH = 5000
+_RETRYABLE = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 _ACCOUNT_BATCH = 500  # rows per multi-row INSERT (SQLite allows 32,766 parameters)
 
 
@@ -191,6 +192,7 @@ class ChunkWriter:
         self.seen: dict[str, int] = {}  # email -> line of its first row in this file
         self.totals = ChunkOutcome()
         self._conn: Connection | None = None
+        self._retries = 0
         c = LEADS.c
         self._ts = self.sql.processor(c.created_at)
         self._bool = self.sql.processor(c.unsubscribed)
@@ -251,7 +253,7 @@ class ChunkWriter:
                     Issue(
                         row.line,
                         self.email_column,
-                        row.email,
+                        report_value(row.email),
                         f"duplicate of line {first} (same email); only the first row is imported",
                         "error",
                     )
@@ -271,7 +273,12 @@ class ChunkWriter:
 
         try:
             return self._write_chunk(rows)
-        except OperationalError:
+        except OperationalError as exc:
+            # A deadlock or serialization failure with a concurrent writer (PostgreSQL): the
+            # transaction was rolled back, so the chunk is simply tried again.
+            if getattr(exc.orig, "sqlstate", None) in _RETRYABLE and self._retries < 5:
+                self._retries += 1
+                return self._write_isolating(rows, retried)
             raise  # locked or unreachable database: the import stops, committed chunks stay
         except DBAPIError as exc:
             # What the failed transaction read may be stale (a concurrent import may have created
@@ -286,7 +293,13 @@ class ChunkWriter:
                 return ChunkOutcome(
                     failed=1,
                     issues=[
-                        Issue(row.line, "", row.email, f"the database refused the row: {detail}", "error")
+                        Issue(
+                            row.line,
+                            "",
+                            report_value(row.email),
+                            f"the database refused the row: {detail}",
+                            "error",
+                        )
                     ],
                 )
             mid = len(rows) // 2
@@ -408,7 +421,7 @@ class ChunkWriter:
 
         procs = [self.sql.result_processor(table.c[col]) for col in cols]
         names = ", ".join(self.sql.q(col) for col in cols)
-        suffix = " FOR UPDATE" if lock and not self.sql.sqlite else ""
+        suffix = f" ORDER BY {self.sql.q(where)} FOR UPDATE" if lock and not self.sql.sqlite else ""
         for i in range(0, len(values), _IN_BATCH):
             clause, args = self.sql.in_clause(where, values[i : i + _IN_BATCH])
             result = conn.exec_driver_sql(
@@ -421,8 +434,9 @@ class ChunkWriter:
                 }
 
     def _existing(self, conn: Connection, emails: list[str], *, lock: bool) -> dict[str, dict[str, Any]]:
+        # Sorted: concurrent imports then lock shared leads in the same order.
         cols = ("id", "email", "version", *LEAD_UPDATE)
-        return {m["email"]: m for m in self._select(conn, LEADS, cols, "email", emails, lock=lock)}
+        return {m["email"]: m for m in self._select(conn, LEADS, cols, "email", sorted(emails), lock=lock)}
 
     # ------------------------------------------------------------------------------ accounts
 
