@@ -62,6 +62,7 @@ def _examples() -> list[tuple[str, str | None]]:
             for fmt in (PhoneNumberFormat.NATIONAL, PhoneNumberFormat.INTERNATIONAL, PhoneNumberFormat.E164):
                 text = phonenumbers.format_number(example, fmt)
                 cases.append((text, region))
+                cases.append((f"{text} x{rng.randint(1, 9999)}", region))
                 digits = [i for i, ch in enumerate(text) if ch.isdigit()]
                 for _ in range(2):
                     chars = list(text)
@@ -70,7 +71,6 @@ def _examples() -> list[tuple[str, str | None]]:
                     mutated = "".join(chars)
                     cases.append((mutated, region))
                     cases.append((mutated, rng.choice(["US", "DE", "GB", "FR", "AU", "BR", None])))
-                    cases.append((f"{mutated} x{rng.randint(1, 9999)}", region))
     return cases
 
 
