@@ -197,6 +197,13 @@ def test_mql_move_is_skipped_when_not_legal(scoring: Database) -> None:
         assert leads.get_lead(s, SYSTEM, gone).stage == "unqualified"
     assert firings[sales_lead].outcome == "skipped" and "sales-sourced" in (firings[sales_lead].detail or "")
     assert firings[gone].outcome == "skipped" and "not a legal move" in (firings[gone].detail or "")
+    with scoring.transaction() as s:  # no marketing email for a disqualified lead either
+        other = s.scalars(
+            select(ThresholdFiring).where(
+                ThresholdFiring.lead_id == gone, ThresholdFiring.action != "move_to_mql"
+            )
+        ).all()
+    assert [(f.action, f.outcome) for f in other] == [("enroll_sequence", "skipped")]
 
 
 @pytest.mark.usefixtures("quiet")

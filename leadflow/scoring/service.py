@@ -52,6 +52,9 @@ log = logging.getLogger("leadflow.scoring")
 
 SCORING_ACTOR = Principal(user_id=None, label="lead scoring", role=Role.ADMIN)
 MANAGERS = frozenset({Role.ADMIN, Role.MARKETING})
+# Leads that are customers, disqualified or bad get no follow-up from their score (it is still
+# computed, kept and explained).
+QUIET_STAGES = frozenset({Stage.CUSTOMER.value, Stage.UNQUALIFIED.value, Stage.BAD.value})
 HISTORY_EPSILON = 0.005  # a score point is written to the history when a score moves this much
 CHUNK = 50_000
 ALL_EVENTS = "1 = 1"  # the full rescore's filter on activities: every event, in storage order
@@ -669,6 +672,8 @@ def _apply_actions(
         outcome, detail = "emitted", None
         if isinstance(action, core.MoveToMql):
             outcome, detail = _move_to_mql(session, active, lead, threshold, value)
+        elif lead.stage in QUIET_STAGES:
+            outcome, detail = "skipped", f"the lead is {lead.stage}: no follow-up"
         elif isinstance(action, core.CreateTask):
             due = now + timedelta(hours=action.due_in_hours)
             payload.update(owner_id=lead.owner_id, due_at=due.isoformat())
