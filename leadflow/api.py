@@ -20,6 +20,7 @@ from leadflow.config import get_settings
 from leadflow.core.lifecycle import LifecycleError, MissingEvidence
 from leadflow.db.base import Database
 from leadflow.errors import InvalidInput, LeadflowError
+from leadflow.imports.api import router as imports_router
 from leadflow.leads.api import router as leads_router
 from leadflow.leads.forms_api import public_router as forms_public_router
 from leadflow.leads.forms_api import router as forms_router
@@ -121,5 +122,6 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(forms_router)
     app.include_router(forms_public_router)
     app.include_router(scoring_router)
+    app.include_router(imports_router)
     scoring.register(database)  # rescore leads when their events arrive or they are created
     return app

@@ -28,8 +28,7 @@ from leadflow.core.lifecycle import BadReason, LifecycleError, Stage
 from leadflow.db.base import Database
 from leadflow.db.migrate import upgrade
 from leadflow.errors import InvalidInput, LeadflowError
-
-# IMPORT-WIRING from leadflow.imports.cli import register as register_import
+from leadflow.imports.cli import register as register_import
 from leadflow.leads import service as leads
 from leadflow.leads.models import Lead
 from leadflow.leads.schemas import LeadOut
@@ -430,7 +429,7 @@ def export(
         err.print(f"exported {n:,} leads to {output} at {datetime.now():%H:%M:%S}")
 
 
-# IMPORT-WIRING register_import(app)
+register_import(app)
 register_scoring(app)
 
 
