@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from leadflow.auth.principal import Perm, Principal
 from leadflow.auth.service import authenticate_token
 from leadflow.db.base import Database
-from leadflow.errors import Forbidden, Unauthenticated
+from leadflow.errors import Unauthenticated
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `leadflow token create`")
 
@@ -38,10 +38,7 @@ def current_principal(
 
 def require(perm: Perm) -> object:
     def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-        if not principal.can(perm):
-            raise Forbidden(
-                f"role {principal.role.value} lacks the right {perm.value}", permission=perm.value
-            )
+        principal.require(perm)
         return principal
 
     return Depends(check)

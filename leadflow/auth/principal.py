@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from leadflow.auth.models import Role
 from leadflow.core.lifecycle import Stage
+from leadflow.errors import Forbidden
 
 
 class Perm(StrEnum):
@@ -73,6 +74,12 @@ class Principal:
 
     def can(self, perm: Perm) -> bool:
         return perm in self.permissions
+
+    def require(self, perm: Perm) -> None:
+        """Raise Forbidden (403) naming the missing right."""
+
+        if not self.can(perm):
+            raise Forbidden(f"role {self.role.value} lacks the right {perm.value}", permission=perm.value)
 
     def can_move_to(self, stage: Stage) -> bool:
         return not (self.role is Role.MARKETING and stage in SALES_STAGES)

@@ -15,7 +15,7 @@ from leadflow.auth.principal import Perm, Principal
 from leadflow.core.contact import ContactError, normalize_company, normalize_country, normalize_domain
 from leadflow.db.base import utcnow
 from leadflow.db.pagination import Page, keyset, page_of
-from leadflow.errors import Conflict, Forbidden, InvalidInput, NotFound, StaleVersion
+from leadflow.errors import Conflict, InvalidInput, NotFound, StaleVersion
 from leadflow.leads.models import Account, Lead
 
 FIELDS = ("name", "domain", "industry", "employee_count", "annual_revenue", "country", "owner_id")
@@ -25,11 +25,6 @@ SORTABLE = {
     "created_at": Account.created_at,
     "updated_at": Account.updated_at,
 }
-
-
-def _require(actor: Principal, perm: Perm) -> None:
-    if not actor.can(perm):
-        raise Forbidden(f"role {actor.role.value} lacks the right {perm.value}", permission=perm.value)
 
 
 def snapshot(account: Account) -> dict[str, Any]:
@@ -71,7 +66,7 @@ def _check_owner(session: Session, values: Mapping[str, Any]) -> None:
 
 
 def create_account(session: Session, actor: Principal, data: Mapping[str, Any]) -> Account:
-    _require(actor, Perm.ACCOUNTS_WRITE)
+    actor.require(Perm.ACCOUNTS_WRITE)
     if "name" not in data:
         raise InvalidInput("name", "is required")
     values = _normalize(data)
@@ -86,7 +81,7 @@ def create_account(session: Session, actor: Principal, data: Mapping[str, Any]) 
 
 
 def get_account(session: Session, actor: Principal, account_id: int) -> Account:
-    _require(actor, Perm.ACCOUNTS_READ)
+    actor.require(Perm.ACCOUNTS_READ)
     account = session.get(Account, account_id)
     if account is None:
         raise NotFound(f"account {account_id} not found")
@@ -96,7 +91,7 @@ def get_account(session: Session, actor: Principal, account_id: int) -> Account:
 def update_account(
     session: Session, actor: Principal, account_id: int, data: Mapping[str, Any], *, expected_version: int
 ) -> Account:
-    _require(actor, Perm.ACCOUNTS_WRITE)
+    actor.require(Perm.ACCOUNTS_WRITE)
     account = get_account(session, actor, account_id)
     if account.version != expected_version:
         raise StaleVersion(f"account {account_id} was changed by someone else; reload and retry")
@@ -152,7 +147,7 @@ def list_accounts(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[Account]:
-    _require(actor, Perm.ACCOUNTS_READ)
+    actor.require(Perm.ACCOUNTS_READ)
     if sort not in SORTABLE:
         raise InvalidInput("sort", f"must be one of {', '.join(SORTABLE)}")
     if not 1 <= limit <= 1000:

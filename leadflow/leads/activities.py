@@ -47,8 +47,7 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
     whose ``external_id`` was seen before is a duplicate, not an error, so retries are safe.
     Bad items are reported by index and field; the good ones land."""
 
-    if not actor.can(Perm.ACTIVITIES_WRITE):
-        raise Forbidden(f"role {actor.role.value} lacks the right {Perm.ACTIVITIES_WRITE.value}")
+    actor.require(Perm.ACTIVITIES_WRITE)
     if len(items) > MAX_BATCH:
         raise InvalidInput("events", f"at most {MAX_BATCH} events per batch")
     result = IngestResult()

@@ -90,11 +90,6 @@ def snapshot(lead: Lead) -> dict[str, Any]:
     return {f: getattr(lead, f) for f in SNAPSHOT_FIELDS}
 
 
-def _require(actor: Principal, perm: Perm) -> None:
-    if not actor.can(perm):
-        raise Forbidden(f"role {actor.role.value} lacks the right {perm.value}", permission=perm.value)
-
-
 # --------------------------------------------------------------------------------- visibility
 
 
@@ -127,7 +122,7 @@ def _can_see(session: Session, actor: Principal, lead: Lead) -> bool:
 def get_lead(session: Session, actor: Principal, lead_id: int, *, for_update: bool = False) -> Lead:
     """A lead the actor may see. An invisible lead answers 404, not 403, so ids leak nothing."""
 
-    _require(actor, Perm.LEADS_READ)
+    actor.require(Perm.LEADS_READ)
     lead = session.get(Lead, lead_id, with_for_update=for_update)
     if lead is None or not _can_see(session, actor, lead):
         raise NotFound(f"lead {lead_id} not found")
@@ -240,7 +235,7 @@ def create_lead(
     """Capture one lead. An existing lead with the same normalized email is a duplicate: an
     error (409 naming it) or, with ``on_duplicate="update"``, filled in and returned."""
 
-    _require(actor, Perm.LEADS_WRITE)
+    actor.require(Perm.LEADS_WRITE)
     # Starting a lead at a sales stage is the same decision as moving it there (imports excepted:
     # they carry another system's history).
     if not actor.can_move_to(stage) and not isinstance(evidence, lifecycle.Imported):
@@ -355,7 +350,7 @@ def create_leads_batch(
     """Create many leads; each item is all-or-nothing (a savepoint), and one bad item does not
     stop the others. Results come back in input order."""
 
-    _require(actor, Perm.LEADS_WRITE)
+    actor.require(Perm.LEADS_WRITE)
     results: list[BatchItemResult] = []
     for i, item in enumerate(items):
         try:
@@ -418,7 +413,7 @@ def update_lead(
     expected_version: int,
     reason: str | None = None,
 ) -> Lead:
-    _require(actor, Perm.LEADS_WRITE)
+    actor.require(Perm.LEADS_WRITE)
     lead = get_lead(session, actor, lead_id)
     if lead.merged_into_id is not None:
         raise InvalidInput("lead_id", f"lead {lead_id} was merged into lead {lead.merged_into_id}")
@@ -498,7 +493,7 @@ def transition_lead(
     Raises lifecycle.IllegalTransition / MissingEvidence (409 with the legal moves listed),
     StaleVersion, Forbidden (marketing cannot make sales moves)."""
 
-    _require(actor, Perm.LEADS_TRANSITION)
+    actor.require(Perm.LEADS_TRANSITION)
     lead = get_lead(session, actor, lead_id)
     if lead.merged_into_id is not None:
         raise InvalidInput("lead_id", f"lead {lead_id} was merged into lead {lead.merged_into_id}")
@@ -560,7 +555,7 @@ def merge_leads(
     it has none; the loser's activities move over; both stage histories and audit trails stay
     readable from the winner; the loser remains as a tombstone pointing at the winner."""
 
-    _require(actor, Perm.LEADS_MERGE)
+    actor.require(Perm.LEADS_MERGE)
     if winner_id == loser_id:
         raise InvalidInput("loser_id", "cannot merge a lead into itself")
     winner = get_lead(session, actor, winner_id)
@@ -707,7 +702,7 @@ def list_leads(
     cursor: str | None = None,
     limit: int = 50,
 ) -> Page[Lead]:
-    _require(actor, Perm.LEADS_READ)
+    actor.require(Perm.LEADS_READ)
     if sort not in SORTABLE:
         raise InvalidInput("sort", f"must be one of {', '.join(SORTABLE)}")
     if not 1 <= limit <= 1000:
@@ -723,7 +718,7 @@ def list_leads(
 
 
 def count_leads(session: Session, actor: Principal, f: LeadFilter) -> int:
-    _require(actor, Perm.LEADS_READ)
+    actor.require(Perm.LEADS_READ)
     stmt = _apply_filter(select(func.count()).select_from(Lead), f)
     vis = visibility_clause(session, actor)
     if vis is not None:
@@ -743,7 +738,7 @@ def _history_ids(session: Session, lead: Lead) -> list[int]:
 
 
 def lead_audit(session: Session, actor: Principal, lead_id: int, *, limit: int = 500) -> list[AuditEntry]:
-    _require(actor, Perm.AUDIT_READ)
+    actor.require(Perm.AUDIT_READ)
     lead = get_lead(session, actor, lead_id)
     ids = _history_ids(session, lead)
     stmt = (
@@ -779,7 +774,7 @@ def delete_lead(session: Session, actor: Principal, lead_id: int, *, reason: str
     the audit trail keeps a tombstone per lead with no personal data (earlier entries about the
     leads are redacted)."""
 
-    _require(actor, Perm.LEADS_DELETE)
+    actor.require(Perm.LEADS_DELETE)
     lead = get_lead(session, actor, lead_id)
     # Leads merged into this one are the same person: they are erased with it, or erasing the
     # winner would bring the duplicates (names, phone, old address) back as live leads.
