@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 log = logging.getLogger("leadflow.events")
 
@@ -42,8 +42,26 @@ def emit(session: Session, name: str, **payload: Any) -> None:
     session.info.setdefault("pending_events", []).append(DomainEvent(name, payload))
 
 
+# Events belong to the transaction that raised them: a rolled-back SAVEPOINT drops the events
+# raised inside it (and only those), a released one hands them to its parent, and they are
+# dispatched once the outermost transaction commits. SQLAlchemy fires after_commit and
+# after_rollback for savepoints too, so the bookkeeping below tells the two apart.
+
+
+@event.listens_for(Session, "after_transaction_create")
+def _mark(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        marks = session.info.setdefault("event_marks", {})
+        marks[transaction] = len(session.info.get("pending_events", ()))
+
+
 @event.listens_for(Session, "after_commit")
 def _dispatch(session: Session) -> None:
+    nested = session.get_nested_transaction()
+    if nested is not None:  # a SAVEPOINT was released: its events wait for the outer commit
+        session.info.setdefault("released_savepoints", set()).add(nested)
+        return
+    # Take the list first: a subscriber that commits its own work in this session re-enters.
     pending: list[DomainEvent] = session.info.pop("pending_events", [])
     for ev in pending:
         for handler in list(_handlers.get(ev.name, ())):
@@ -53,6 +71,15 @@ def _dispatch(session: Session) -> None:
                 log.exception("event handler failed for %s", ev.name)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop(session: Session) -> None:
-    session.info.pop("pending_events", None)
+@event.listens_for(Session, "after_transaction_end")
+def _settle(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        mark = session.info.get("event_marks", {}).pop(transaction, None)
+        released: set[SessionTransaction] = session.info.get("released_savepoints", set())
+        if transaction in released:
+            released.discard(transaction)
+        elif mark is not None and "pending_events" in session.info:
+            del session.info["pending_events"][mark:]  # rolled back: drop what it raised
+    elif transaction.parent is None:
+        # The outermost transaction ended; after a commit its events were already dispatched.
+        session.info.pop("pending_events", None)

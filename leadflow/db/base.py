@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -62,6 +63,9 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+_SQLITE_READ = re.compile(r"\s*(SELECT|PRAGMA)\b", re.IGNORECASE)
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -84,6 +88,30 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA cache_size=-65536")
             cur.close()
+            # pysqlite's own transaction handling never BEGINs before a SAVEPOINT, so RELEASE
+            # committed nested work early; we take transaction control away from it.
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.info["lf_begin_pending"] = True
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def _sqlite_begin_on_write(
+            conn: Any, cursor: Any, statement: str, _p: Any, _c: Any, _m: bool
+        ) -> None:
+            # BEGIN IMMEDIATE right before the first write (or SAVEPOINT): reads before it see the
+            # newest data instead of pinning a WAL snapshot that could not be upgraded to a write
+            # later (SQLITE_BUSY_SNAPSHOT fails at once, without the busy timeout), and concurrent
+            # writers queue on the busy timeout instead of failing.
+            if conn.info.get("lf_begin_pending") and not _SQLITE_READ.match(statement):
+                conn.info["lf_begin_pending"] = False
+                cursor.execute("BEGIN IMMEDIATE")
+
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _sqlite_end(conn: Any) -> None:
+            conn.info["lf_begin_pending"] = False
 
         return engine
     return create_engine(
