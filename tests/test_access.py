@@ -418,3 +418,22 @@ def test_only_admins_create_users(client: TestClient, db: Database, world: World
     r = client.post("/api/users", json=body, headers=world.admin.headers)
     assert r.status_code == 201 and r.json()["role"] == "sales_rep"
     assert client.post("/api/users", json=body, headers=world.admin.headers).status_code == 409
+
+
+def test_a_duplicate_owned_by_another_team_does_not_reveal_its_id(
+    client: TestClient, world: World
+) -> None:
+    # Creating and re-emailing both hit the unique address; the answer must not name the record.
+    r = client.post("/api/leads", json={"email": "w@acme-w.io"}, headers=world.east1.headers)
+    assert r.status_code == 409
+    assert "lead_id" not in r.json() and str(world.leads["w"]) not in r.text
+    r = client.patch(
+        f"/api/leads/{world.leads['e1']}",
+        json={"version": 1, "email": "w@acme-w.io"},
+        headers=world.east1.headers,
+    )
+    assert r.status_code == 409
+    assert "lead_id" not in r.json() and str(world.leads["w"]) not in r.text
+    # Someone who can see the holder still learns which lead it is, to merge them.
+    r = client.post("/api/leads", json={"email": "w@acme-w.io"}, headers=world.admin.headers)
+    assert r.status_code == 409 and r.json()["lead_id"] == world.leads["w"]

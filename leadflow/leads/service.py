@@ -248,7 +248,11 @@ def create_lead(
     if email:
         existing = session.scalar(select(Lead).where(Lead.email == email))
         if existing is not None:
-            if on_duplicate == "error" or not _can_see(session, actor, existing):
+            if not _can_see(session, actor, existing):
+                # Say that the address is taken (the unique key is a fact the caller hits anyway)
+                # but not which record holds it: the lead belongs to someone the caller can't see.
+                raise Duplicate(f"a lead with email {email} exists and is owned by another team")
+            if on_duplicate == "error":
                 raise Duplicate(f"a lead with email {email} exists", lead_id=existing.id)
             _merge_values(session, actor, existing, norm, data, reason="captured again")
             return CreateResult(existing, False)
@@ -439,8 +443,13 @@ def update_lead(
             "bad_candidate_reasons"
         )
     if "email" in data and values.get("email") and values["email"] != lead.email:
-        other = session.scalar(select(Lead.id).where(Lead.email == values["email"], Lead.id != lead.id))
-        if other is not None:
+        other_lead = session.scalar(
+            select(Lead).where(Lead.email == values["email"], Lead.id != lead.id)
+        )
+        if other_lead is not None and not _can_see(session, actor, other_lead):
+            raise Duplicate(f"a lead with email {values['email']} exists and is owned by another team")
+        if other_lead is not None:
+            other = other_lead.id
             raise Duplicate(
                 f"lead {other} already has email {values['email']}; merge them instead", lead_id=other
             )
