@@ -437,3 +437,23 @@ def test_a_duplicate_owned_by_another_team_does_not_reveal_its_id(
     # Someone who can see the holder still learns which lead it is, to merge them.
     r = client.post("/api/leads", json={"email": "w@acme-w.io"}, headers=world.admin.headers)
     assert r.status_code == 409 and r.json()["lead_id"] == world.leads["w"]
+
+
+def test_an_accounts_lead_count_counts_only_visible_leads(client: TestClient, world: World) -> None:
+    acc = client.post("/api/accounts", json={"name": "Shared Co"}, headers=world.admin.headers).json()
+    for key in ("e1", "w", "free"):
+        r = client.patch(
+            f"/api/leads/{world.leads[key]}",
+            json={"version": 1, "account_id": acc["id"]},
+            headers=world.admin.headers,
+        )
+        assert r.status_code == 200, r.text
+    counts = {
+        who: client.get(f"/api/accounts/{acc['id']}", headers=getattr(world, who).headers).json()[
+            "lead_count"
+        ]
+        for who in ("admin", "east1", "west", "loner_mgr")
+    }
+    assert counts == {"admin": 3, "east1": 2, "west": 2, "loner_mgr": 1}
+    listed = client.get("/api/accounts", params={"q": "Shared"}, headers=world.east1.headers).json()
+    assert [a["lead_count"] for a in listed["items"]] == [2]

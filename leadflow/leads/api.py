@@ -342,7 +342,7 @@ def list_accounts(
     f = account_svc.AccountFilter(q=q, domain=domain, industry=industry, country=country, owner_id=owner_id)
     with db.transaction() as s:
         page = account_svc.list_accounts(s, actor, f, sort=key, descending=desc, cursor=cursor, limit=limit)
-        counts = account_svc.lead_counts(s, [a.id for a in page.items])
+        counts = account_svc.lead_counts(s, actor, [a.id for a in page.items])
         items = [
             AccountOut.model_validate(a).model_copy(update={"lead_count": counts.get(a.id, 0)})
             for a in page.items
@@ -362,7 +362,7 @@ def create_account(body: AccountCreate, db: DB, actor: Actor) -> AccountOut:
 def get_account(account_id: int, db: DB, actor: Actor) -> AccountOut:
     with db.transaction() as s:
         account = account_svc.get_account(s, actor, account_id)
-        n = account_svc.lead_counts(s, [account_id]).get(account_id, 0)
+        n = account_svc.lead_counts(s, actor, [account_id]).get(account_id, 0)
         return AccountOut.model_validate(account).model_copy(update={"lead_count": n})
 
 
