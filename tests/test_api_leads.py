@@ -1105,3 +1105,19 @@ def test_delete_erases_the_lead_and_redacts_its_audit(client: TestClient, admin:
     assert "ada" not in dump.lower() and "+49" not in dump
     # The address is free again.
     assert create(client, admin, email="ada@acme.io")["id"] != lead["id"]
+
+
+@pytest.mark.parametrize("value", ["DE", "de", "DEU", "Germany", "germany"])
+def test_country_filter_takes_codes_and_names(client: TestClient, admin: Actor, value: str) -> None:
+    de = create(client, admin, email="hans@firma.de", country="Germany")
+    create(client, admin, email="ann@corp.fr", country="FR")
+    got = client.get("/api/leads", params={"country": value}, headers=admin.headers).json()
+    assert [i["id"] for i in got["items"]] == [de["id"]]
+
+
+def test_an_unknown_country_filter_is_a_422_naming_the_field(client: TestClient, admin: Actor) -> None:
+    r = client.get("/api/leads", params={"country": "Atlantis"}, headers=admin.headers)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"][-1] == "country"
+    r = client.get("/api/accounts", params={"country": "Atlantis"}, headers=admin.headers)
+    assert r.status_code == 422

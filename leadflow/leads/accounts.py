@@ -166,7 +166,9 @@ def list_accounts(
     if f.industry:
         stmt = stmt.where(Account.industry == f.industry)
     if f.country:
-        stmt = stmt.where(Account.country == f.country.upper())
+        from leadflow.leads.service import country_filter
+
+        stmt = stmt.where(Account.country == country_filter(f.country))
     if f.owner_id is not None:
         stmt = stmt.where(Account.owner_id == f.owner_id)
     column = SORTABLE[sort]

@@ -20,6 +20,7 @@ from leadflow.audit.service import changes, record
 from leadflow.auth.models import Role, User
 from leadflow.auth.principal import Perm, Principal, Visibility
 from leadflow.core import lifecycle
+from leadflow.core.contact import ContactError, normalize_country
 from leadflow.core.identity import NormalizedLead, normalize_lead
 from leadflow.core.lifecycle import BadReason, Evidence, Origin, Stage
 from leadflow.db.base import utcnow
@@ -656,6 +657,15 @@ class LeadFilter:
     include_merged: bool = False
 
 
+def country_filter(value: str) -> str:
+    """A filter value as stored: "Germany", "DEU" and "de" all mean DE; unknown is a 422."""
+
+    try:
+        return normalize_country(value)
+    except ContactError as exc:
+        raise InvalidInput("country", exc.message) from None
+
+
 def _apply_filter(stmt: Select[Any], f: LeadFilter) -> Select[Any]:
     if f.stage:
         stmt = stmt.where(Lead.stage.in_([s.value for s in f.stage]))
@@ -672,7 +682,7 @@ def _apply_filter(stmt: Select[Any], f: LeadFilter) -> Select[Any]:
     if f.origin is not None:
         stmt = stmt.where(Lead.origin == f.origin.value)
     if f.country:
-        stmt = stmt.where(Lead.country == f.country.upper())
+        stmt = stmt.where(Lead.country == country_filter(f.country))
     if f.email:
         stmt = stmt.where(Lead.email == f.email.strip().lower())
     if f.q:
