@@ -457,3 +457,21 @@ def test_an_accounts_lead_count_counts_only_visible_leads(client: TestClient, wo
     assert counts == {"admin": 3, "east1": 2, "west": 2, "loner_mgr": 1}
     listed = client.get("/api/accounts", params={"q": "Shared"}, headers=world.east1.headers).json()
     assert [a["lead_count"] for a in listed["items"]] == [2]
+
+
+def test_imported_evidence_cannot_be_claimed_through_the_lead_api(client: TestClient, world: World) -> None:
+    body = {
+        "email": "skip@acme.io",
+        "stage": "sql",
+        "evidence": {"kind": "imported", "system": "hubspot", "original_value": "SQL"},
+    }
+    r = client.post("/api/leads", json=body, headers=world.mkt.headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["evidence", "kind"]
+    r = client.post(
+        f"/api/leads/{world.leads['free']}/transitions",
+        json={"to": "sql", "evidence": body["evidence"], "version": 1},
+        headers=world.mkt.headers,
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["evidence", "kind"]
+    found = client.get("/api/leads", params={"email": "skip@acme.io"}, headers=world.admin.headers)
+    assert found.json()["items"] == []

@@ -58,9 +58,16 @@ def _version(body_version: int | None, if_match: str | None) -> int:
 
 def _evidence(data: dict[str, Any] | None) -> lifecycle.Evidence | None:
     try:
-        return lifecycle.evidence_from_dict(data)
+        evidence = lifecycle.evidence_from_dict(data)
     except ValueError as exc:
         raise InvalidInput("evidence", str(exc)) from None
+    if isinstance(evidence, lifecycle.Imported):
+        # Imported history lets a lead start at any stage; only an import run may claim it,
+        # or anyone could skip the evidence a stage needs by calling it "imported".
+        raise InvalidInput(
+            ["evidence", "kind"], "imported evidence is written by CSV imports (/api/imports) only"
+        )
+    return evidence
 
 
 # ------------------------------------------------------------------------------------ lifecycle
