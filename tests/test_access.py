@@ -4,16 +4,13 @@ and token scopes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from conftest import Actor, make_user
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from leadflow.api import create_app
 from leadflow.auth import service as auth
 from leadflow.auth.models import Role
 from leadflow.auth.principal import SYSTEM
@@ -35,20 +32,6 @@ MR = {"kind": "marketing_review", "note": "booth"}
 DC = {"kind": "discovery_call", "outcome": "qualified"}
 OPP = {"kind": "opportunity_opened"}
 WON = {"kind": "deal_won"}
-
-
-@pytest.fixture(scope="module")
-def app(database: Database) -> FastAPI:
-    """One app per module: a fresh app's first request costs ~70 ms. The ``db`` fixture still
-    empties the database before every test."""
-
-    return create_app(database)
-
-
-@pytest.fixture
-def client(db: Database, app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
 
 
 @dataclass
