@@ -33,6 +33,7 @@ from leadflow.leads import service as leads
 from leadflow.leads.models import Lead
 from leadflow.leads.schemas import LeadOut
 from leadflow.scoring.cli import register as register_scoring
+from leadflow.webhooks.cli import register as register_webhooks
 
 app = typer.Typer(
     name="leadflow",
@@ -431,6 +432,7 @@ def export(
 
 register_import(app)
 register_scoring(app)
+register_webhooks(app)
 
 
 def main() -> None:

@@ -5,6 +5,8 @@ from leadflow.auth.models import ApiToken, User
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.scoring.predictive_models import PredictiveModel
+from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "Account",
@@ -15,10 +17,13 @@ __all__ = [
     "ImportJob",
     "Lead",
     "LeadScore",
+    "PredictiveModel",
     "ScoreHistory",
     "ScoringModelVersion",
     "StageChange",
     "ThresholdFiring",
     "User",
     "WebForm",
+    "WebhookAttempt",
+    "WebhookDelivery",
 ]
