@@ -4,6 +4,16 @@ from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
+from leadflow.pipeline.models import (
+    BuyingSignal,
+    Opportunity,
+    OpportunityStageChange,
+    OutcomeReason,
+    Pipeline,
+    PipelineStage,
+    SignalRuleRow,
+)
+from leadflow.reports.models import LeadFunnelFact, ReportState
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
 
 __all__ = [
@@ -12,11 +22,20 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "BuyingSignal",
     "ImportJob",
     "Lead",
+    "LeadFunnelFact",
     "LeadScore",
+    "Opportunity",
+    "OpportunityStageChange",
+    "OutcomeReason",
+    "Pipeline",
+    "PipelineStage",
+    "ReportState",
     "ScoreHistory",
     "ScoringModelVersion",
+    "SignalRuleRow",
     "StageChange",
     "ThresholdFiring",
     "User",
