@@ -24,6 +24,9 @@ from leadflow.imports.api import router as imports_router
 from leadflow.leads.api import router as leads_router
 from leadflow.leads.forms_api import public_router as forms_public_router
 from leadflow.leads.forms_api import router as forms_router
+from leadflow.pipeline import signals as pipeline_signals
+from leadflow.pipeline.api import router as pipeline_router
+from leadflow.reports.api import router as reports_router
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
 from leadflow.webhooks.api import router as webhooks_router
@@ -71,6 +74,8 @@ def create_app(db: Database | None = None) -> FastAPI:
             {"name": "users", "description": "Users, roles and API tokens"},
             {"name": "scoring", "description": "Lead scoring models, rescoring and explanations"},
             {"name": "webhooks", "description": "Signed webhook deliveries, their log and redelivery"},
+            {"name": "opportunities", "description": "Pipelines, opportunities, conversion, buying signals"},
+            {"name": "reports", "description": "Funnel, velocity, forecast, attribution, leaderboards"},
         ],
     )
     app.state.db = database
@@ -126,5 +131,8 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(scoring_router)
     app.include_router(imports_router)
     app.include_router(webhooks_router)
+    app.include_router(pipeline_router)
+    app.include_router(reports_router)
+    pipeline_signals.register(database)  # buying signals mark prospects ready; the rule converts
     scoring.register(database)  # rescore leads when their events arrive or they are created
     return app

@@ -4,6 +4,16 @@ from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
+from leadflow.pipeline.models import (
+    BuyingSignal,
+    Opportunity,
+    OpportunityStageChange,
+    OutcomeReason,
+    Pipeline,
+    PipelineStage,
+    SignalRuleRow,
+)
+from leadflow.reports.models import LeadFunnelFact, ReportState
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
 from leadflow.scoring.predictive_models import PredictiveModel
 from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
@@ -14,12 +24,21 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "BuyingSignal",
     "ImportJob",
     "Lead",
+    "LeadFunnelFact",
     "LeadScore",
     "PredictiveModel",
+    "Opportunity",
+    "OpportunityStageChange",
+    "OutcomeReason",
+    "Pipeline",
+    "PipelineStage",
+    "ReportState",
     "ScoreHistory",
     "ScoringModelVersion",
+    "SignalRuleRow",
     "StageChange",
     "ThresholdFiring",
     "User",
