@@ -16,6 +16,9 @@ from sqlalchemy.exc import DataError
 
 from leadflow import __version__
 from leadflow.auth.api import router as auth_router
+from leadflow.cadences import handlers as cadence_handlers
+from leadflow.cadences.api import public_router as cadences_public_router
+from leadflow.cadences.api import router as cadences_router
 from leadflow.config import get_settings
 from leadflow.core.lifecycle import LifecycleError, MissingEvidence
 from leadflow.db.base import Database
@@ -26,6 +29,7 @@ from leadflow.leads.forms_api import public_router as forms_public_router
 from leadflow.leads.forms_api import router as forms_router
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
+from leadflow.tasks.api import router as tasks_router
 
 log = logging.getLogger("leadflow")
 
@@ -69,6 +73,8 @@ def create_app(db: Database | None = None) -> FastAPI:
             {"name": "web forms", "description": "Public web-to-lead capture"},
             {"name": "users", "description": "Users, roles and API tokens"},
             {"name": "scoring", "description": "Lead scoring models, rescoring and explanations"},
+            {"name": "tasks", "description": "Rep tasks and the inbox; logging calls"},
+            {"name": "cadences", "description": "Follow-up sequences, email, appointments, unsubscribe"},
         ],
     )
     app.state.db = database
@@ -123,5 +129,9 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(forms_public_router)
     app.include_router(scoring_router)
     app.include_router(imports_router)
+    app.include_router(tasks_router)
+    app.include_router(cadences_router)
+    app.include_router(cadences_public_router)
     scoring.register(database)  # rescore leads when their events arrive or they are created
+    cadence_handlers.register(database)  # tasks and sequences from other features' events
     return app

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DataError
 from leadflow.auth import service as auth
 from leadflow.auth.models import Role, User
 from leadflow.auth.principal import Perm, Principal
+from leadflow.cadences.cli import register as register_cadences
 from leadflow.config import get_settings
 from leadflow.core import lifecycle
 from leadflow.core.lifecycle import BadReason, LifecycleError, Stage
@@ -33,6 +34,7 @@ from leadflow.leads import service as leads
 from leadflow.leads.models import Lead
 from leadflow.leads.schemas import LeadOut
 from leadflow.scoring.cli import register as register_scoring
+from leadflow.tasks.cli import register as register_tasks
 
 app = typer.Typer(
     name="leadflow",
@@ -127,7 +129,13 @@ def serve(
     db = open_db()
     h, p = host or settings.host, port or settings.port
     console.print(f"Leadflow on [bold]http://{h}:{p}[/]  (API docs: http://{h}:{p}/docs)")
-    uvicorn.run(create_app(db), host=h, port=p, log_level=settings.log_level)
+    from leadflow.jobs import start_embedded_worker
+
+    worker = start_embedded_worker(db)  # the embedded setup runs background jobs in-process
+    try:
+        uvicorn.run(create_app(db), host=h, port=p, log_level=settings.log_level)
+    finally:
+        worker.stop()
 
 
 @app.command()
@@ -431,6 +439,8 @@ def export(
 
 register_import(app)
 register_scoring(app)
+register_tasks(app)
+register_cadences(app)
 
 
 def main() -> None:

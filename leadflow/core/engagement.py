@@ -17,6 +17,7 @@ class ActivityType(StrEnum):
     TRIAL_START = "trial_start"
     CALL = "call"
     EMAIL_SENT = "email_sent"
+    EMAIL_REPLY = "email_reply"  # the lead answered an email (stops follow-up sequences)
     MEETING = "meeting"
     NOTE = "note"
 
