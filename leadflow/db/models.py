@@ -2,6 +2,7 @@
 
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
+from leadflow.cadences.models import Appointment, Enrollment, Sequence, StepRun, WorkingHoursRow
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
 from leadflow.pipeline.models import (
@@ -16,33 +17,40 @@ from leadflow.pipeline.models import (
 from leadflow.reports.models import LeadFunnelFact, ReportState
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
 from leadflow.scoring.predictive_models import PredictiveModel
+from leadflow.tasks.models import Task
 from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "Account",
     "Activity",
     "ApiToken",
+    "Appointment",
     "AuditEntry",
     "Base",
     "BuyingSignal",
+    "Enrollment",
     "ImportJob",
     "Lead",
     "LeadFunnelFact",
     "LeadScore",
-    "PredictiveModel",
     "Opportunity",
     "OpportunityStageChange",
     "OutcomeReason",
     "Pipeline",
     "PipelineStage",
+    "PredictiveModel",
     "ReportState",
     "ScoreHistory",
     "ScoringModelVersion",
+    "Sequence",
     "SignalRuleRow",
     "StageChange",
+    "StepRun",
+    "Task",
     "ThresholdFiring",
     "User",
     "WebForm",
     "WebhookAttempt",
     "WebhookDelivery",
+    "WorkingHoursRow",
 ]
