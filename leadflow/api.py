@@ -26,6 +26,7 @@ from leadflow.leads.forms_api import public_router as forms_public_router
 from leadflow.leads.forms_api import router as forms_router
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
+from leadflow.web.app import install as install_web
 
 log = logging.getLogger("leadflow")
 
@@ -115,7 +116,7 @@ def create_app(db: Database | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/app/")
 
     app.include_router(leads_router)
     app.include_router(auth_router)
@@ -123,5 +124,6 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(forms_public_router)
     app.include_router(scoring_router)
     app.include_router(imports_router)
+    install_web(app)  # the web UI under /app (after the API's error handlers: it wraps them)
     scoring.register(database)  # rescore leads when their events arrive or they are created
     return app

@@ -5,6 +5,7 @@ from leadflow.auth.models import ApiToken, User
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.web.models import SavedSegment
 
 __all__ = [
     "Account",
@@ -15,6 +16,7 @@ __all__ = [
     "ImportJob",
     "Lead",
     "LeadScore",
+    "SavedSegment",
     "ScoreHistory",
     "ScoringModelVersion",
     "StageChange",
