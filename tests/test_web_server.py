@@ -3,7 +3,10 @@ tests/test_web_browser.py): sign-in and cookies, CSRF, visibility, and the lead 
 
 from __future__ import annotations
 
+import json
 import re
+import time
+from pathlib import Path
 
 import pytest
 from conftest import Actor, make_user
@@ -12,6 +15,7 @@ from sqlalchemy import select, update
 
 from leadflow.auth.models import Role, User
 from leadflow.auth.service import hash_password
+from leadflow.config import get_settings
 from leadflow.db.base import Database
 from leadflow.leads import service as leads
 from leadflow.leads.activities import ActivityFilter, list_activities
@@ -307,3 +311,100 @@ def test_missing_evidence_is_explained_not_a_crash(client: TestClient, db: Datab
 def test_assets_are_served_from_the_package(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert r.status_code == 200 and len(r.content) > 1000
+
+
+def test_dashboard_charts_count_only_visible_leads(client: TestClient, db: Database) -> None:
+    admin = make_user(db, "Boss", Role.ADMIN)
+    rep = make_user(db, "Rita", Role.SALES_REP, "EMEA")
+    other = make_user(db, "Sam", Role.SALES_REP, "Americas")
+    _lead(db, admin, "a@example.org", source="webinar", owner_id=rep.user_id)
+    _lead(db, admin, "b@example.org", source="seo", owner_id=other.user_id)
+    sign_in(client, db, rep)
+    page = client.get("/app/dashboard")
+    assert page.status_code == 200
+    islands = dict(re.findall(r'<script type="application/json" id="([^"]+)">(.*?)</script>', page.text))
+    assert set(islands) >= {"chart-funnel", "chart-sources", "chart-scores"}
+    sources = json.loads(islands["chart-sources"])
+    assert sources["labels"] == ["webinar"] and sources["series"][0]["data"] == [1]
+
+
+def test_csv_import_runs_with_progress_and_offers_the_error_report(
+    client: TestClient, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADFLOW_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        mk = make_user(db, "Mia", Role.MARKETING)
+        csrf = sign_in(client, db, mk)
+        body = (
+            "Email,First Name,Last Name,Company\nada@example.org,Ada,Lovelace,Engines\nnot-an-email,Bob,B,X\n"
+        )
+        r = client.post(
+            "/app/imports",
+            data={"mapping": "auto", "csrf_token": csrf},
+            files={"file": ("leads.csv", body.encode(), "text/csv")},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303, r.text
+        run_url = r.headers["location"]
+        deadline = time.monotonic() + 30
+        while True:
+            frag = client.get(run_url, headers={"HX-Request": "true"}).text
+            if "every 1s" not in frag or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert "2 rows, 1 created" in frag and "1 failed" in frag, frag
+        link = re.search(r'href="(/app/imports/\d+/errors\.csv)"', frag)
+        assert link, frag
+        report = client.get(link.group(1))
+        assert report.status_code == 200 and "not-an-email" in report.text
+        with db.transaction() as s:
+            assert s.scalar(select(Lead.id).where(Lead.email == "ada@example.org")) is not None
+        # Another user cannot watch someone else's run.
+        other = make_user(db, "Max", Role.MARKETING)
+        sign_in(client, db, other)
+        assert client.get(run_url).status_code == 404
+    finally:
+        get_settings.cache_clear()
+
+
+def test_settings_users_and_tokens(client: TestClient, db: Database) -> None:
+    admin = make_user(db, "Boss", Role.ADMIN)
+    csrf = sign_in(client, db, admin)
+    assert "Active model" in client.get("/app/settings/scoring").text
+    r = client.post(
+        "/app/settings/users",
+        data={
+            "name": "Nia",
+            "email": "nia@example.org",
+            "role": "sales_rep",
+            "team": "EMEA",
+            "password": "longenough1",
+            "csrf_token": csrf,
+        },
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert "nia@example.org" in client.get("/app/settings/users").text
+    page = client.post(
+        "/app/settings/tokens", data={"name": "zapier", "scopes": ["leads:read"], "csrf_token": csrf}
+    )
+    token = re.search(r'id="new-token">(lf_[^<]+)<', page.text)
+    assert token
+    api = client.get("/api/leads", headers={"Authorization": f"Bearer {token.group(1)}"})
+    assert api.status_code == 200
+    # A rep cannot add users: the service refuses, the page says so.
+    rep = make_user(db, "Rita", Role.SALES_REP, "EMEA")
+    csrf = sign_in(client, db, rep)
+    r = client.post(
+        "/app/settings/users",
+        data={"name": "X", "email": "x@example.org", "role": "admin", "csrf_token": csrf},
+    )
+    assert r.status_code == 403
+
+
+def test_session_cookie_does_not_authenticate_the_api(client: TestClient, db: Database) -> None:
+    # The JSON API takes bearer tokens only, so a cross-site form cannot drive it with the cookie.
+    rep = make_user(db, "Rita", Role.SALES_REP, "EMEA")
+    sign_in(client, db, rep)
+    assert client.get("/api/leads").status_code == 401

@@ -61,11 +61,12 @@ Handler = Callable[[Request, Any], Awaitable[Response]]
 def install(app: FastAPI) -> None:
     """Mount the web UI on ``app`` (called by the composition root, leadflow/api.py)."""
 
-    from leadflow.web import routes
+    from leadflow.web import dashboards, imports, routes, settings
 
     app.state.web_sessions = Sessions(load_secret())
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.include_router(routes.router)
+    for module in (routes, imports, dashboards, settings):
+        app.include_router(module.router)
 
     @app.middleware("http")
     async def web_session(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
