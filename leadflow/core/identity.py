@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -99,19 +100,31 @@ def _text(raw: Mapping[str, Any], key: str) -> str | None:
     return text or None
 
 
+# Exclusive upper bounds of the columns: employee_count is INTEGER, annual_revenue BIGINT.
+_INT_LIMITS = {"employee_count": 2**31, "annual_revenue": 2**63}
+
+
 def _int(raw: Mapping[str, Any], key: str, out: NormalizedLead) -> int | None:
     value = raw.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
-        number = int(float(str(value).replace(",", "").replace("_", "").strip()))
-    except ValueError:
+        # Decimal, not float: exact above 2**53, and "1e400" or "inf" are refused, not a crash.
+        exact = Decimal(str(value).replace(",", "").replace("_", "").strip())
+    except InvalidOperation:
         out.errors.append((key, f"{value!r} is not a number"))
         return None
-    if number < 0:
+    if not exact.is_finite():
+        out.errors.append((key, f"{value!r} is not a number"))
+        return None
+    if exact < 0:
         out.errors.append((key, "must not be negative"))
         return None
-    return number
+    limit = _INT_LIMITS.get(key, 2**63)
+    if exact >= limit:
+        out.errors.append((key, f"must be below {limit:,}"))
+        return None
+    return int(exact)
 
 
 def _bool(value: Any) -> bool | None:
