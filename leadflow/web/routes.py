@@ -363,7 +363,7 @@ async def log_touch(
         raise InvalidInput("notes", "write the note")
     with ctx.db.transaction() as s:
         log_activity(s, ctx.principal, lead_id, allowed[kind], occurred_at=utcnow(), properties=props)
-    return redirect(ctx, _lead_url(lead_id) + "#activities")
+    return redirect(ctx, _lead_url(lead_id))
 
 
 @router.post("/leads/{lead_id}/assign")
