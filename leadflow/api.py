@@ -33,6 +33,7 @@ from leadflow.reports.api import router as reports_router
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
 from leadflow.tasks.api import router as tasks_router
+from leadflow.web.app import install as install_web
 from leadflow.webhooks.api import router as webhooks_router
 
 log = logging.getLogger("leadflow")
@@ -128,7 +129,7 @@ def create_app(db: Database | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+        return RedirectResponse("/app/")
 
     app.include_router(leads_router)
     app.include_router(auth_router)
@@ -143,6 +144,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(tasks_router)
     app.include_router(cadences_router)
     app.include_router(cadences_public_router)
+    install_web(app)  # the web UI under /app (after the API's error handlers: it wraps them)
     scoring.register(database)  # rescore leads when their events arrive or they are created
     cadence_handlers.register(database)  # tasks and sequences from other features' events
     return app

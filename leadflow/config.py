@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     # Where import error reports are kept.
     data_dir: Path = Path("var")
     log_level: str = "info"
+    # Signs web UI session cookies; when unset, a random key is kept in data_dir/secret_key.
+    secret_key: str | None = None
 
     # Follow-up cadences (docs/cadences.md). Outgoing email goes over SMTP to this server.
     smtp_host: str = "localhost"

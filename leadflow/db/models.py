@@ -18,6 +18,7 @@ from leadflow.reports.models import LeadFunnelFact, ReportState
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
 from leadflow.scoring.predictive_models import PredictiveModel
 from leadflow.tasks.models import Task
+from leadflow.web.models import SavedSegment
 from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "PipelineStage",
     "PredictiveModel",
     "ReportState",
+    "SavedSegment",
     "ScoreHistory",
     "ScoringModelVersion",
     "Sequence",
