@@ -24,6 +24,10 @@ from leadflow.imports.api import router as imports_router
 from leadflow.leads.api import router as leads_router
 from leadflow.leads.forms_api import public_router as forms_public_router
 from leadflow.leads.forms_api import router as forms_router
+from leadflow.ops import idempotency
+from leadflow.ops.api import router as ops_router
+from leadflow.ops.idempotency import IdempotencyMiddleware
+from leadflow.ops.logging import RequestLogMiddleware
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
 
@@ -69,6 +73,8 @@ def create_app(db: Database | None = None) -> FastAPI:
             {"name": "web forms", "description": "Public web-to-lead capture"},
             {"name": "users", "description": "Users, roles and API tokens"},
             {"name": "scoring", "description": "Lead scoring models, rescoring and explanations"},
+            {"name": "privacy", "description": "Personal data: export everything about a person"},
+            {"name": "operations", "description": "Health and readiness"},
         ],
     )
     app.state.db = database
@@ -123,5 +129,11 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(forms_public_router)
     app.include_router(scoring_router)
     app.include_router(imports_router)
+    app.include_router(ops_router)
+    # Outermost last: every request gets an id and a log line, replays included.
+    app.add_middleware(IdempotencyMiddleware, db=database)
+    app.add_middleware(RequestLogMiddleware)
+    base_openapi = app.openapi
+    app.openapi = lambda: idempotency.document(base_openapi())  # type: ignore[method-assign]
     scoring.register(database)  # rescore leads when their events arrive or they are created
     return app

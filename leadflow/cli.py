@@ -32,6 +32,7 @@ from leadflow.imports.cli import register as register_import
 from leadflow.leads import service as leads
 from leadflow.leads.models import Lead
 from leadflow.leads.schemas import LeadOut
+from leadflow.ops.cli import register as register_ops
 from leadflow.scoring.cli import register as register_scoring
 
 app = typer.Typer(
@@ -122,12 +123,14 @@ def serve(
     import uvicorn
 
     from leadflow.api import create_app
+    from leadflow.ops.logging import configure_logging
 
     settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
     db = open_db()
     h, p = host or settings.host, port or settings.port
     console.print(f"Leadflow on [bold]http://{h}:{p}[/]  (API docs: http://{h}:{p}/docs)")
-    uvicorn.run(create_app(db), host=h, port=p, log_level=settings.log_level)
+    uvicorn.run(create_app(db), host=h, port=p, log_level=settings.log_level, log_config=None)
 
 
 @app.command()
@@ -431,6 +434,7 @@ def export(
 
 register_import(app)
 register_scoring(app)
+register_ops(app)
 
 
 def main() -> None:

@@ -20,6 +20,8 @@ class Settings(BaseSettings):
     # Where import error reports are kept.
     data_dir: Path = Path("var")
     log_level: str = "info"
+    # Log lines as JSON objects (for log shippers) or readable console lines.
+    log_format: str = "console"
 
 
 @lru_cache(maxsize=1)

@@ -4,6 +4,7 @@ from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
+from leadflow.ops.models import IdempotencyKey
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "IdempotencyKey",
     "ImportJob",
     "Lead",
     "LeadScore",
