@@ -5,6 +5,7 @@ from leadflow.auth.models import ApiToken, User
 from leadflow.cadences.models import Appointment, Enrollment, Sequence, StepRun, WorkingHoursRow
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
+from leadflow.ops.models import IdempotencyKey
 from leadflow.pipeline.models import (
     BuyingSignal,
     Opportunity,
@@ -30,6 +31,7 @@ __all__ = [
     "Base",
     "BuyingSignal",
     "Enrollment",
+    "IdempotencyKey",
     "ImportJob",
     "Lead",
     "LeadFunnelFact",
