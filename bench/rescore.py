@@ -145,14 +145,16 @@ def generate(db: Database, n_leads: int, n_events: int, seed: int, now: datetime
         kind = rng.choice(len(names), size=k, p=weights)
         age = (rng.random(k) ** 2 * year).astype(np.int64)  # more recent events are more common
         url = rng.integers(0, len(URLS), k)
-        base = now.timestamp()
-        rows2 = []
-        for j in range(k):
-            at = datetime.fromtimestamp(base - int(age[j]), UTC)
-            name = names[kind[j]]
-            rows2.append(
-                (int(lead[j]), name, ts(d, at), url_json[url[j]] if name == "page_view" else None, stamp)
-            )
+        # Timestamps as text in bulk (the storage format of UTCDateTime), not one datetime per event.
+        at = np.datetime64(now.replace(tzinfo=None), "us") - age.astype("timedelta64[s]")
+        stamps = np.char.replace(np.datetime_as_string(at, unit="us"), "T", " ")
+        if d == "postgresql":
+            stamps = np.char.add(stamps, "+00:00")
+        kinds = np.array(names, dtype=object)[kind]
+        props = np.where(kind == names.index("page_view"), np.array(url_json, dtype=object)[url], None)
+        rows2 = list(
+            zip(lead.tolist(), kinds.tolist(), stamps.tolist(), props.tolist(), [stamp] * k, strict=True)
+        )
         insert(db, "activities", ["lead_id", "type", "occurred_at", "properties", "created_at"], rows2)
         print(f"  events {start + k:>11,} / {n_events:,}", flush=True)
     if d == "postgresql":

@@ -4,7 +4,14 @@ from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
-from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.scoring.models import (
+    EngagementBuild,
+    LeadEngagement,
+    LeadScore,
+    ScoreHistory,
+    ScoringModelVersion,
+    ThresholdFiring,
+)
 
 __all__ = [
     "Account",
@@ -12,8 +19,10 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "EngagementBuild",
     "ImportJob",
     "Lead",
+    "LeadEngagement",
     "LeadScore",
     "ScoreHistory",
     "ScoringModelVersion",
