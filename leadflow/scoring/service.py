@@ -65,7 +65,7 @@ QUIET_STAGES = frozenset({Stage.CUSTOMER.value, Stage.UNQUALIFIED.value, Stage.B
 HISTORY_EPSILON = 0.005  # a score point is written to the history when a score moves this much
 CHUNK = 50_000
 ALL_EVENTS = "1 = 1"  # the full rescore's filter on activities: every event, in storage order
-INCREMENTAL_BATCH = 2_000
+INCREMENTAL_BATCH = 10_000
 
 ProgressFn = Callable[[int, int], None]
 
