@@ -21,6 +21,13 @@ from leadflow.scoring.predictive_models import PredictiveModel
 from leadflow.tasks.models import Task
 from leadflow.web.models import SavedSegment
 from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
+from leadflow.scoring.models import (
+    EngagementBuild,
+    LeadEngagement,
+    LeadScore,
+    ScoreHistory,
+    ScoringModelVersion,
+    ThresholdFiring,
 
 __all__ = [
     "Account",
@@ -35,6 +42,8 @@ __all__ = [
     "ImportJob",
     "Lead",
     "LeadFunnelFact",
+    "EngagementBuild",
+    "LeadEngagement",
     "LeadScore",
     "Opportunity",
     "OpportunityStageChange",
