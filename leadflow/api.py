@@ -26,6 +26,7 @@ from leadflow.leads.forms_api import public_router as forms_public_router
 from leadflow.leads.forms_api import router as forms_router
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
+from leadflow.scoring.predictive_api import router as predictive_router
 from leadflow.webhooks.api import router as webhooks_router
 
 log = logging.getLogger("leadflow")
@@ -70,6 +71,10 @@ def create_app(db: Database | None = None) -> FastAPI:
             {"name": "web forms", "description": "Public web-to-lead capture"},
             {"name": "users", "description": "Users, roles and API tokens"},
             {"name": "scoring", "description": "Lead scoring models, rescoring and explanations"},
+            {
+                "name": "predictive scoring",
+                "description": "Models trained on outcomes, evaluation, predictions, rule point suggestions",
+            },
             {"name": "webhooks", "description": "Signed webhook deliveries, their log and redelivery"},
         ],
     )
@@ -126,5 +131,6 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(scoring_router)
     app.include_router(imports_router)
     app.include_router(webhooks_router)
+    app.include_router(predictive_router)
     scoring.register(database)  # rescore leads when their events arrive or they are created
     return app
