@@ -191,7 +191,7 @@ def test_training_recovers_the_latent_signal(
 def test_too_few_outcomes_is_a_clear_error(
     db: Database, client: TestClient, admin: Actor, run_cli: Any
 ) -> None:
-    _generate(db, leads=120, seed=3)
+    _generate(db, leads=60, seed=3)
     r = client.post("/api/scoring/predictive/train", json={}, headers=admin.headers)
     assert r.status_code == 422
     detail = r.json()["detail"][0]

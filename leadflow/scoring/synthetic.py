@@ -54,8 +54,9 @@ SOURCE = (
     ("webinar", 0.08, 0.0),
 )
 COUNTRIES = ("US", "GB", "DE", "FR", "NL", "CA")
-BASE_LOGIT = -2.3
-ENGAGEMENT_WEIGHT = 1.3
+BASE_LOGIT = -2.8
+FIT_SCALE = 1.4
+ENGAGEMENT_WEIGHT = 1.6
 FREE_MAIL_WEIGHT = -1.5
 HORIZON_DAYS = 90.0
 
@@ -130,7 +131,7 @@ def generate(
         + np.array([float(str(SOURCE[int(s)][2])) for s in src])
         + np.where(free, FREE_MAIL_WEIGHT, 0.0)
     )
-    z = BASE_LOGIT + fit_z + ENGAGEMENT_WEIGHT * eta
+    z = BASE_LOGIT + FIT_SCALE * fit_z + ENGAGEMENT_WEIGHT * eta
     converts = rng.random(leads) < 1.0 / (1.0 + np.exp(-z))
     created = np.array([end - timedelta(days=float(d)) for d in np.sort(rng.uniform(5.0, days, leads))[::-1]])
     conv_days = rng.uniform(5.0, HORIZON_DAYS - 5.0, leads)
@@ -163,15 +164,15 @@ def generate(
     student = sen == [r[0] for r in SENIORITY].index("student")
     rates: list[tuple[str, np.ndarray[tuple[int], np.dtype[np.float64]], str | None]] = [
         ("page_view", np.full(leads, 0.05), None),
-        ("page_view", 0.03 * np.exp(1.0 * eta), "/pricing"),
+        ("page_view", 0.06 * np.exp(1.0 * eta), "/pricing"),
         ("email_open", np.full(leads, 0.05), None),
-        ("email_click", 0.012 * np.exp(0.6 * eta), None),
+        ("email_click", 0.02 * np.exp(0.8 * eta), None),
         ("form_submit", np.full(leads, 0.01), None),
         ("content_download", np.full(leads, 0.03), None),
         ("webinar", np.where(student, 0.03, 0.006), None),
-        ("demo_request", 0.004 * np.exp(1.2 * eta), None),
-        ("pricing_request", 0.002 * np.exp(1.2 * eta), None),
-        ("trial_start", 0.002 * np.exp(1.0 * eta), None),
+        ("demo_request", 0.01 * np.exp(1.2 * eta), None),
+        ("pricing_request", 0.005 * np.exp(1.2 * eta), None),
+        ("trial_start", 0.004 * np.exp(1.0 * eta), None),
     ]
     span = np.where(converts, conv_days, HORIZON_DAYS + 30.0)
     act_rows = []
