@@ -29,6 +29,7 @@ from leadflow.pipeline.api import router as pipeline_router
 from leadflow.reports.api import router as reports_router
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
+from leadflow.webhooks.api import router as webhooks_router
 
 log = logging.getLogger("leadflow")
 
@@ -72,6 +73,7 @@ def create_app(db: Database | None = None) -> FastAPI:
             {"name": "web forms", "description": "Public web-to-lead capture"},
             {"name": "users", "description": "Users, roles and API tokens"},
             {"name": "scoring", "description": "Lead scoring models, rescoring and explanations"},
+            {"name": "webhooks", "description": "Signed webhook deliveries, their log and redelivery"},
             {"name": "opportunities", "description": "Pipelines, opportunities, conversion, buying signals"},
             {"name": "reports", "description": "Funnel, velocity, forecast, attribution, leaderboards"},
         ],
@@ -128,6 +130,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(forms_public_router)
     app.include_router(scoring_router)
     app.include_router(imports_router)
+    app.include_router(webhooks_router)
     app.include_router(pipeline_router)
     app.include_router(reports_router)
     pipeline_signals.register(database)  # buying signals mark prospects ready; the rule converts

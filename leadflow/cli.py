@@ -35,6 +35,7 @@ from leadflow.leads.schemas import LeadOut
 from leadflow.pipeline.cli import register as register_pipeline
 from leadflow.reports.cli import register as register_reports
 from leadflow.scoring.cli import register as register_scoring
+from leadflow.webhooks.cli import register as register_webhooks
 
 app = typer.Typer(
     name="leadflow",
@@ -433,6 +434,7 @@ def export(
 
 register_import(app)
 register_scoring(app)
+register_webhooks(app)
 register_pipeline(app)
 register_reports(app)
 

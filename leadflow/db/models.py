@@ -15,6 +15,8 @@ from leadflow.pipeline.models import (
 )
 from leadflow.reports.models import LeadFunnelFact, ReportState
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.scoring.predictive_models import PredictiveModel
+from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "Account",
@@ -27,6 +29,7 @@ __all__ = [
     "Lead",
     "LeadFunnelFact",
     "LeadScore",
+    "PredictiveModel",
     "Opportunity",
     "OpportunityStageChange",
     "OutcomeReason",
@@ -40,4 +43,6 @@ __all__ = [
     "ThresholdFiring",
     "User",
     "WebForm",
+    "WebhookAttempt",
+    "WebhookDelivery",
 ]
