@@ -20,6 +20,32 @@ class Settings(BaseSettings):
     # Where import error reports are kept.
     data_dir: Path = Path("var")
     log_level: str = "info"
+    # Signs web UI session cookies; when unset, a random key is kept in data_dir/secret_key.
+    secret_key: str | None = None
+
+    # Follow-up cadences (docs/cadences.md). Outgoing email goes over SMTP to this server.
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    smtp_timeout: float = 30.0
+    mail_from: str = "Leadflow <sales@leadflow.example.com>"
+    # Where unsubscribe links point (the public address of this server).
+    public_url: str = "http://127.0.0.1:8000"
+    # Signs unsubscribe links; when unset, one is generated once and kept in data_dir/secret_key.
+    secret_key: str | None = None
+    # Sequence touches (emails sent, call tasks opened) per lead per 7 days, across all sequences.
+    cadence_weekly_cap: int = 4
+    # A step claimed this long ago and never finished is flagged for review, never re-sent.
+    cadence_stale_after_seconds: int = 900
+    # Working hours for people and leads without their own time zone.
+    default_timezone: str = "UTC"
+    # The task queue (huey): its own SQLite file for an SQLite database, tables in the same
+    # PostgreSQL database otherwise; None derives it from database_url.
+    queue_url: str | None = None
+    worker_threads: int = 2
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,7 @@
 
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
+from leadflow.cadences.models import Appointment, Enrollment, Sequence, StepRun, WorkingHoursRow
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
 from leadflow.pipeline.models import (
@@ -16,15 +17,19 @@ from leadflow.pipeline.models import (
 from leadflow.reports.models import LeadFunnelFact, ReportState
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
 from leadflow.scoring.predictive_models import PredictiveModel
+from leadflow.tasks.models import Task
+from leadflow.web.models import SavedSegment
 from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "Account",
     "Activity",
     "ApiToken",
+    "Appointment",
     "AuditEntry",
     "Base",
     "BuyingSignal",
+    "Enrollment",
     "ImportJob",
     "Lead",
     "LeadFunnelFact",
@@ -36,13 +41,18 @@ __all__ = [
     "PipelineStage",
     "PredictiveModel",
     "ReportState",
+    "SavedSegment",
     "ScoreHistory",
     "ScoringModelVersion",
+    "Sequence",
     "SignalRuleRow",
     "StageChange",
+    "StepRun",
+    "Task",
     "ThresholdFiring",
     "User",
     "WebForm",
     "WebhookAttempt",
     "WebhookDelivery",
+    "WorkingHoursRow",
 ]

@@ -28,6 +28,7 @@ from leadflow.db.pagination import Page, keyset, page_of
 from leadflow.errors import Duplicate, Forbidden, InvalidInput, NotFound, StaleVersion
 from leadflow.events import emit
 from leadflow.leads.models import Account, Activity, Lead, StageChange
+from leadflow.scoring.models import LeadScore
 
 SNAPSHOT_FIELDS = (
     "first_name",
@@ -655,6 +656,9 @@ class LeadFilter:
     created_before: datetime | None = None
     updated_after: datetime | None = None
     include_merged: bool = False
+    # Current score (lead_scores.total) range, inclusive; a lead never scored matches neither.
+    score_min: float | None = None
+    score_max: float | None = None
 
 
 def country_filter(value: str) -> str:
@@ -708,6 +712,13 @@ def _apply_filter(stmt: Select[Any], f: LeadFilter) -> Select[Any]:
         stmt = stmt.where(Lead.updated_at >= f.updated_after)
     if not f.include_merged:
         stmt = stmt.where(Lead.merged_into_id.is_(None))
+    if f.score_min is not None or f.score_max is not None:
+        scored = select(LeadScore.lead_id)
+        if f.score_min is not None:
+            scored = scored.where(LeadScore.total >= f.score_min)
+        if f.score_max is not None:
+            scored = scored.where(LeadScore.total <= f.score_max)
+        stmt = stmt.where(Lead.id.in_(scored))
     return stmt
 
 
