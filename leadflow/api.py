@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError
 
 from leadflow import __version__
+from leadflow.assignment.api import router as assignment_router
 from leadflow.auth.api import router as auth_router
 from leadflow.config import get_settings
 from leadflow.core.lifecycle import LifecycleError, MissingEvidence
@@ -24,6 +25,9 @@ from leadflow.imports.api import router as imports_router
 from leadflow.leads.api import router as leads_router
 from leadflow.leads.forms_api import public_router as forms_public_router
 from leadflow.leads.forms_api import router as forms_router
+from leadflow.qualification import handoff as qualification_handoff
+from leadflow.qualification.api import public_router as qualification_public_router
+from leadflow.qualification.api import router as qualification_router
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
 
@@ -69,6 +73,11 @@ def create_app(db: Database | None = None) -> FastAPI:
             {"name": "web forms", "description": "Public web-to-lead capture"},
             {"name": "users", "description": "Users, roles and API tokens"},
             {"name": "scoring", "description": "Lead scoring models, rescoring and explanations"},
+            {
+                "name": "qualification",
+                "description": "Needs assessments, discovery calls, qualification levels, handoff SLA",
+            },
+            {"name": "assignment", "description": "Lead assignment rules and rep capacity"},
         ],
     )
     app.state.db = database
@@ -123,5 +132,9 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(forms_public_router)
     app.include_router(scoring_router)
     app.include_router(imports_router)
+    app.include_router(qualification_router)
+    app.include_router(qualification_public_router)
+    app.include_router(assignment_router)
+    qualification_handoff.register()  # MQL -> sales queue, routing and SLA, in the move's transaction
     scoring.register(database)  # rescore leads when their events arrive or they are created
     return app

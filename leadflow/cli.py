@@ -32,6 +32,7 @@ from leadflow.imports.cli import register as register_import
 from leadflow.leads import service as leads
 from leadflow.leads.models import Lead
 from leadflow.leads.schemas import LeadOut
+from leadflow.qualification.cli import register as register_qualification
 from leadflow.scoring.cli import register as register_scoring
 
 app = typer.Typer(
@@ -431,6 +432,7 @@ def export(
 
 register_import(app)
 register_scoring(app)
+register_qualification(app)
 
 
 def main() -> None:
