@@ -3,8 +3,19 @@
 from leadflow.assignment.models import AssignmentRule, RepCapacity
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
+from leadflow.cadences.models import Appointment, Enrollment, Sequence, StepRun, WorkingHoursRow
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
+from leadflow.ops.models import IdempotencyKey
+from leadflow.pipeline.models import (
+    BuyingSignal,
+    Opportunity,
+    OpportunityStageChange,
+    OutcomeReason,
+    Pipeline,
+    PipelineStage,
+    SignalRuleRow,
+)
 from leadflow.qualification.models import (
     AssessmentRecord,
     DiscoveryCallRecord,
@@ -14,30 +25,55 @@ from leadflow.qualification.models import (
     QualificationSetting,
     QuestionnaireDef,
 )
+from leadflow.reports.models import LeadFunnelFact, ReportState
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.scoring.predictive_models import PredictiveModel
+from leadflow.tasks.models import Task
+from leadflow.web.models import SavedSegment
+from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "Account",
     "Activity",
     "ApiToken",
+    "Appointment",
     "AssessmentRecord",
     "AssignmentRule",
     "AuditEntry",
     "Base",
+    "BuyingSignal",
     "DiscoveryCallRecord",
+    "Enrollment",
     "FrameworkDef",
     "Handoff",
+    "IdempotencyKey",
     "ImportJob",
     "Lead",
+    "LeadFunnelFact",
     "LeadQualification",
     "LeadScore",
+    "Opportunity",
+    "OpportunityStageChange",
+    "OutcomeReason",
+    "Pipeline",
+    "PipelineStage",
+    "PredictiveModel",
     "QualificationSetting",
     "QuestionnaireDef",
     "RepCapacity",
+    "ReportState",
+    "SavedSegment",
     "ScoreHistory",
     "ScoringModelVersion",
+    "Sequence",
+    "SignalRuleRow",
     "StageChange",
+    "StepRun",
+    "Task",
     "ThresholdFiring",
     "User",
     "WebForm",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WorkingHoursRow",
 ]
