@@ -435,6 +435,12 @@ def test_rejection_returns_to_nurture_and_is_reported(
     assert rep_["by_source"]["webinar"]["rejection_rate"] == round(2 / 3, 4)
     assert rep_["by_source"]["ads"]["reasons"] == {"wrong_contact": 1}
     assert rep_["by_reason"]["no_need"] == {"rejected": 2, "share": round(2 / 3, 4)}
+    # The same numbers in the report registry (JSON, CSV, charts).
+    reg = client.get("/api/reports/mql_rejections", headers=marketer.headers)
+    assert reg.status_code == 200, reg.text
+    rows = {r["source"]: r for r in reg.json()["rows"]}
+    assert rows["webinar"]["rejection_rate"] == 66.7 and rows["webinar"]["top_reason"] == "no_need"
+    assert rows["total"]["decided"] == 4 and rows["total"]["rejection_rate"] == 75.0
 
 
 def test_sla_touches_breaches_and_report(
@@ -472,6 +478,12 @@ def test_sla_touches_breaches_and_report(
     assert report["total"]["pending"] == 1 and report["total"]["compliance"] == 0.5
     assert report["by_source"]["webinar"]["compliance"] == 0.5
     assert [b["lead_id"] for b in report["breaches"]] == [leads[1]]
+    reg = client.get("/api/reports/handoff_sla", params={"by": "source"}, headers=marketer.headers)
+    assert reg.status_code == 200, reg.text
+    rows = {r["group"]: r for r in reg.json()["rows"]}
+    assert rows["webinar"]["compliance"] == 50.0 and rows["total"]["handoffs"] == 3
+    reg = client.get("/api/reports/handoff_sla", params={"by": "team"}, headers=marketer.headers)
+    assert reg.status_code == 422
     with db.transaction() as s:
         assert (
             s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "sla_breached"))
