@@ -87,6 +87,7 @@ def _load_feature_jobs() -> None:
         return
     _loaded = True
     import leadflow.cadences.jobs  # noqa: F401
+    from leadflow.qualification import jobs as _qualification_jobs  # noqa: F401
 
     try:  # webhook delivery (issue 3), when that feature is installed
         from leadflow.webhooks import service as webhooks  # type: ignore[import-not-found,unused-ignore]

@@ -586,3 +586,15 @@ def test_public_assessment_form(client: TestClient, db: Database, tasks: list[di
             == 0
         )
     assert client.post("/forms/assessments/nope", data={"email": "a@b.org"}).status_code == 404
+
+
+def test_the_worker_job_flags_breaches_once(client: TestClient, db: Database, marketer: Actor) -> None:
+    from leadflow import jobs
+
+    lead = new_lead(client, marketer)
+    to_mql(client, marketer, lead["id"])
+    assert "qualification.sla_breaches" in {j.name for j in jobs.registered_jobs()}
+    assert jobs.run_job(db, "qualification.sla_breaches", datetime.now(UTC)) == 0
+    later = datetime.now(UTC) + timedelta(days=10)
+    assert jobs.run_job(db, "qualification.sla_breaches", later) == 1
+    assert jobs.run_job(db, "qualification.sla_breaches", later) == 0
