@@ -87,6 +87,7 @@ def _load_feature_jobs() -> None:
         return
     _loaded = True
     import leadflow.cadences.jobs
+    import leadflow.qualification.jobs
     import leadflow.webhooks.jobs  # noqa: F401
 
 

@@ -1,5 +1,6 @@
 """Imports every feature's models so that Alembic and ``create_all`` see the whole schema."""
 
+from leadflow.assignment.models import AssignmentRule, RepCapacity
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
 from leadflow.cadences.models import Appointment, Enrollment, Sequence, StepRun, WorkingHoursRow
@@ -15,12 +16,16 @@ from leadflow.pipeline.models import (
     PipelineStage,
     SignalRuleRow,
 )
+from leadflow.qualification.models import (
+    AssessmentRecord,
+    DiscoveryCallRecord,
+    FrameworkDef,
+    Handoff,
+    LeadQualification,
+    QualificationSetting,
+    QuestionnaireDef,
+)
 from leadflow.reports.models import LeadFunnelFact, ReportState
-from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
-from leadflow.scoring.predictive_models import PredictiveModel
-from leadflow.tasks.models import Task
-from leadflow.web.models import SavedSegment
-from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 from leadflow.scoring.models import (
     EngagementBuild,
     LeadEngagement,
@@ -28,22 +33,33 @@ from leadflow.scoring.models import (
     ScoreHistory,
     ScoringModelVersion,
     ThresholdFiring,
+)
+from leadflow.scoring.predictive_models import PredictiveModel
+from leadflow.tasks.models import Task
+from leadflow.web.models import SavedSegment
+from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "Account",
     "Activity",
     "ApiToken",
     "Appointment",
+    "AssessmentRecord",
+    "AssignmentRule",
     "AuditEntry",
     "Base",
     "BuyingSignal",
+    "DiscoveryCallRecord",
+    "EngagementBuild",
     "Enrollment",
+    "FrameworkDef",
+    "Handoff",
     "IdempotencyKey",
     "ImportJob",
     "Lead",
-    "LeadFunnelFact",
-    "EngagementBuild",
     "LeadEngagement",
+    "LeadFunnelFact",
+    "LeadQualification",
     "LeadScore",
     "Opportunity",
     "OpportunityStageChange",
@@ -51,6 +67,9 @@ __all__ = [
     "Pipeline",
     "PipelineStage",
     "PredictiveModel",
+    "QualificationSetting",
+    "QuestionnaireDef",
+    "RepCapacity",
     "ReportState",
     "SavedSegment",
     "ScoreHistory",
