@@ -115,7 +115,7 @@ class _PrefixedSqlHuey:
             def create_models(self) -> Any:
                 database = self.database
 
-                class Base(Model):  # type: ignore[misc]
+                class Base(Model):
                     class Meta:
                         pass
 
@@ -147,7 +147,7 @@ class _PrefixedSqlHuey:
                     class Meta:
                         table_name = "huey_task"
 
-                Task.add_index(Task.priority.desc(), Task.id)
+                Task.add_index(Task.priority.desc(), Task._meta.primary_key)
 
                 class Counter(Base):
                     queue = CharField()
