@@ -5,8 +5,22 @@ from leadflow.auth.models import ApiToken, User
 from leadflow.cadences.models import Appointment, Enrollment, Sequence, StepRun, WorkingHoursRow
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
+from leadflow.ops.models import IdempotencyKey
+from leadflow.pipeline.models import (
+    BuyingSignal,
+    Opportunity,
+    OpportunityStageChange,
+    OutcomeReason,
+    Pipeline,
+    PipelineStage,
+    SignalRuleRow,
+)
+from leadflow.reports.models import LeadFunnelFact, ReportState
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.scoring.predictive_models import PredictiveModel
 from leadflow.tasks.models import Task
+from leadflow.web.models import SavedSegment
+from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "Account",
@@ -15,18 +29,32 @@ __all__ = [
     "Appointment",
     "AuditEntry",
     "Base",
+    "BuyingSignal",
     "Enrollment",
+    "IdempotencyKey",
     "ImportJob",
     "Lead",
+    "LeadFunnelFact",
     "LeadScore",
+    "Opportunity",
+    "OpportunityStageChange",
+    "OutcomeReason",
+    "Pipeline",
+    "PipelineStage",
+    "PredictiveModel",
+    "ReportState",
+    "SavedSegment",
     "ScoreHistory",
     "ScoringModelVersion",
     "Sequence",
+    "SignalRuleRow",
     "StageChange",
     "StepRun",
     "Task",
     "ThresholdFiring",
     "User",
     "WebForm",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "WorkingHoursRow",
 ]
