@@ -87,15 +87,10 @@ def _load_feature_jobs() -> None:
         return
     _loaded = True
     import leadflow.cadences.jobs  # noqa: F401
+    from leadflow.webhooks.service import deliver_due  # webhook delivery with retries (issue 3)
 
-    try:  # webhook delivery (issue 3), when that feature is installed
-        from leadflow.webhooks import service as webhooks  # type: ignore[import-not-found,unused-ignore]
-
-        deliver = getattr(webhooks, "deliver_due", None)
-        if deliver is not None and "webhooks.deliver_due" not in _JOBS:
-            register_job("webhooks.deliver_due", 60, deliver)
-    except ImportError:
-        pass
+    if "webhooks.deliver_due" not in _JOBS:
+        register_job("webhooks.deliver_due", 60, deliver_due)
 
 
 # ------------------------------------------------------------------------------- the queue

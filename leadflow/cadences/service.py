@@ -170,8 +170,8 @@ def update_sequence(session: Session, actor: Principal, key: str, data: dict[str
     return seq
 
 
-def steps_of(seq: Sequence) -> list[core.CallStep | core.EmailStep | core.WaitStep]:
-    return core.parse_steps(seq.steps)
+def steps_of(seq: Sequence) -> tuple[core.CallStep | core.EmailStep | core.WaitStep, ...]:
+    return core.stored_steps(seq.steps)
 
 
 # ------------------------------------------------------------------------------- enrollment
