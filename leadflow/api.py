@@ -24,9 +24,13 @@ from leadflow.imports.api import router as imports_router
 from leadflow.leads.api import router as leads_router
 from leadflow.leads.forms_api import public_router as forms_public_router
 from leadflow.leads.forms_api import router as forms_router
+from leadflow.pipeline import signals as pipeline_signals
+from leadflow.pipeline.api import router as pipeline_router
+from leadflow.reports.api import router as reports_router
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
 from leadflow.web.app import install as install_web
+from leadflow.webhooks.api import router as webhooks_router
 
 log = logging.getLogger("leadflow")
 
@@ -70,6 +74,9 @@ def create_app(db: Database | None = None) -> FastAPI:
             {"name": "web forms", "description": "Public web-to-lead capture"},
             {"name": "users", "description": "Users, roles and API tokens"},
             {"name": "scoring", "description": "Lead scoring models, rescoring and explanations"},
+            {"name": "webhooks", "description": "Signed webhook deliveries, their log and redelivery"},
+            {"name": "opportunities", "description": "Pipelines, opportunities, conversion, buying signals"},
+            {"name": "reports", "description": "Funnel, velocity, forecast, attribution, leaderboards"},
         ],
     )
     app.state.db = database
@@ -124,6 +131,10 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(forms_public_router)
     app.include_router(scoring_router)
     app.include_router(imports_router)
+    app.include_router(webhooks_router)
+    app.include_router(pipeline_router)
+    app.include_router(reports_router)
+    pipeline_signals.register(database)  # buying signals mark prospects ready; the rule converts
     install_web(app)  # the web UI under /app (after the API's error handlers: it wraps them)
     scoring.register(database)  # rescore leads when their events arrive or they are created
     return app

@@ -32,7 +32,10 @@ from leadflow.imports.cli import register as register_import
 from leadflow.leads import service as leads
 from leadflow.leads.models import Lead
 from leadflow.leads.schemas import LeadOut
+from leadflow.pipeline.cli import register as register_pipeline
+from leadflow.reports.cli import register as register_reports
 from leadflow.scoring.cli import register as register_scoring
+from leadflow.webhooks.cli import register as register_webhooks
 
 app = typer.Typer(
     name="leadflow",
@@ -431,6 +434,9 @@ def export(
 
 register_import(app)
 register_scoring(app)
+register_webhooks(app)
+register_pipeline(app)
+register_reports(app)
 
 
 def main() -> None:

@@ -15,9 +15,6 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import phonenumbers
-from phonenumbers import timezone as pn_timezone
-
 from leadflow.core.contact import (
     ContactError,
     Phone,
@@ -29,9 +26,9 @@ from leadflow.core.contact import (
     normalize_domain,
     normalize_email,
     normalize_name,
-    normalize_phone,
 )
 from leadflow.core.lifecycle import Origin
+from leadflow.core.phones import phone_and_timezone
 
 CONSENT_VALUES = ("unknown", "granted", "denied")
 SENIORITIES = ("executive", "vp", "director", "manager", "senior", "entry", "student", "other")
@@ -70,6 +67,7 @@ class NormalizedLead:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (field, reason)
 
 
+@lru_cache(maxsize=16384)  # titles repeat all through a bulk import
 def infer_seniority(job_title: str) -> str | None:
     title = job_title.lower()
     for level, pattern in _SENIORITY_PATTERNS:
@@ -85,11 +83,6 @@ def _valid_timezone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
-
-
-def _timezone_from_phone(e164: str) -> str | None:
-    zones = pn_timezone.time_zones_for_number(phonenumbers.parse(e164))
-    return zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None
 
 
 def _text(raw: Mapping[str, Any], key: str) -> str | None:
@@ -177,9 +170,10 @@ def normalize_lead(raw: Mapping[str, Any], *, require_contact: bool = True) -> N
         v["email"] = email
 
     phone: Phone | None = None
+    phone_zone: str | None = None  # the zone the number implies, if it has just one
     if "phone" in raw:
         text = _text(raw, "phone")
-        phone = normalize_phone(text, country) if text else Phone(None, "", None)
+        phone, phone_zone = phone_and_timezone(text, country) if text else (Phone(None, "", None), None)
         v["phone"] = phone.e164
         v["phone_raw"] = phone.raw or None
 
@@ -206,10 +200,8 @@ def normalize_lead(raw: Mapping[str, Any], *, require_contact: bool = True) -> N
             out.errors.append(("timezone", f"{tz!r} is not an IANA time zone (e.g. Europe/Berlin)"))
         else:
             v["timezone"] = tz
-    if not v.get("timezone") and phone is not None and phone.e164:
-        inferred = _timezone_from_phone(phone.e164)
-        if inferred:
-            v["timezone"] = inferred
+    if not v.get("timezone") and phone_zone:
+        v["timezone"] = phone_zone
 
     if raw.get("origin") is not None:
         try:

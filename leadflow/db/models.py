@@ -4,8 +4,20 @@ from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
+from leadflow.pipeline.models import (
+    BuyingSignal,
+    Opportunity,
+    OpportunityStageChange,
+    OutcomeReason,
+    Pipeline,
+    PipelineStage,
+    SignalRuleRow,
+)
+from leadflow.reports.models import LeadFunnelFact, ReportState
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.scoring.predictive_models import PredictiveModel
 from leadflow.web.models import SavedSegment
+from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "Account",
@@ -13,14 +25,26 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "Base",
+    "BuyingSignal",
     "ImportJob",
     "Lead",
+    "LeadFunnelFact",
     "LeadScore",
+    "Opportunity",
+    "OpportunityStageChange",
+    "OutcomeReason",
+    "Pipeline",
+    "PipelineStage",
+    "PredictiveModel",
+    "ReportState",
     "SavedSegment",
     "ScoreHistory",
     "ScoringModelVersion",
+    "SignalRuleRow",
     "StageChange",
     "ThresholdFiring",
     "User",
     "WebForm",
+    "WebhookAttempt",
+    "WebhookDelivery",
 ]

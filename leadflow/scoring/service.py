@@ -47,6 +47,7 @@ from leadflow.events import DomainEvent, emit, subscribe, unsubscribe
 from leadflow.leads import service as leads
 from leadflow.leads.models import Activity, Lead
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.webhooks import service as webhooks
 
 log = logging.getLogger("leadflow.scoring")
 
@@ -700,7 +701,12 @@ def _apply_actions(
             )
             detail = f"enrollment in sequence {action.sequence} requested from the cadences feature"
         elif isinstance(action, core.Webhook):
-            outcome = "recorded"
+            # The delivery row is written in this transaction (an outbox): the worker sends it.
+            delivery = webhooks.enqueue_threshold(
+                session, lead, threshold, value, active.version, action, now
+            )
+            outcome, detail = "queued", f"webhook delivery {delivery.id} queued"
+            payload["delivery_id"] = delivery.id
             emit(
                 session,
                 "scoring.webhook_requested",
@@ -709,10 +715,7 @@ def _apply_actions(
                 secret_env=action.secret_env,
                 threshold_id=threshold.id,
                 score=value,
-            )
-            detail = (
-                "recorded and emitted as scoring.webhook_requested; this release does not deliver "
-                "webhooks itself (signed delivery with retries belongs to the webhook feature)"
+                delivery_id=delivery.id,
             )
         result.count(outcome)
         rows.append(
