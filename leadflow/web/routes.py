@@ -31,10 +31,14 @@ from leadflow.leads.service import LeadFilter
 from leadflow.scoring import service as scoring
 from leadflow.web import service as web
 from leadflow.web.core import PREFIX, CtxDep, redirect, render, sessions, web_session
+from leadflow.web.pipeline import lead_opportunities
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 PAGE_SIZE = 50
+# Stages entered through their own form (needs assessment, discovery call, convert, deal won),
+# never through the plain "change stage" form.
+EVIDENCE_FORMS = frozenset({Stage.SAL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER})
 CALL_OUTCOMES = ("connected", "left_voicemail", "no_answer", "wrong_number", "busy")
 SORTS = {
     "created_at": "Created",
@@ -296,6 +300,7 @@ def lead_page(ctx: CtxDep, lead_id: int) -> Response:
         acts = list_activities(s, ctx.principal, ActivityFilter(lead_id=lead_id), limit=30).items
         audit = leads.lead_audit(s, ctx.principal, lead_id, limit=200) if ctx.can(Perm.AUDIT_READ) else []
         users = _users(s)
+        pipeline_part = lead_opportunities(s, ctx, lead)
         legal = [
             t
             for t in lifecycle.legal_targets(Stage(lead.stage), Origin(lead.origin))
@@ -330,6 +335,8 @@ def lead_page(ctx: CtxDep, lead_id: int) -> Response:
         rules=lifecycle.ENTRY_RULES,
         bad_reasons=list(BadReason),
         call_outcomes=CALL_OUTCOMES,
+        moves=[t for t in legal if t not in EVIDENCE_FORMS],
+        **pipeline_part,
     )
 
 
