@@ -408,3 +408,57 @@ def test_session_cookie_does_not_authenticate_the_api(client: TestClient, db: Da
     rep = make_user(db, "Rita", Role.SALES_REP, "EMEA")
     sign_in(client, db, rep)
     assert client.get("/api/leads").status_code == 401
+
+
+def _deal(db: Database, actor: Actor, email: str, owner_id: int, amount: float) -> int:
+    from leadflow.core.lifecycle import DiscoveryCall, MarketingReview, NeedsAssessment
+    from leadflow.pipeline import service as pipeline
+
+    lead_id = _lead(db, actor, email, owner_id=owner_id, company=email.split("@")[0].title())
+    with db.transaction() as s:
+        for stage, ev in (
+            (leads.Stage.MQL, MarketingReview(note="booth")),
+            (leads.Stage.SAL, NeedsAssessment(answers={"need": "x"})),
+            (leads.Stage.SQL, DiscoveryCall(criteria={"budget": True})),
+        ):
+            leads.transition_lead(s, actor.principal, lead_id, stage, evidence=ev)
+        opp = pipeline.convert_lead(s, actor.principal, lead_id, pipeline.ConvertInput(amount=amount))
+        return opp.id
+
+
+def test_kanban_totals_moves_and_visibility(client: TestClient, db: Database) -> None:
+    admin = make_user(db, "Boss", Role.ADMIN)
+    rep = make_user(db, "Rita", Role.SALES_REP, "EMEA")
+    other = make_user(db, "Sam", Role.SALES_REP, "Americas")
+    mine = _deal(db, admin, "mine@example.org", rep.user_id, 10_000)
+    _deal(db, admin, "mine2@example.org", rep.user_id, 30_000)
+    theirs = _deal(db, admin, "theirs@example.org", other.user_id, 99_000)
+    csrf = sign_in(client, db, rep)
+    board = client.get("/app/pipeline").text
+    qualification = board[
+        board.index('id="column-qualification"') : board.index('id="column-needs_analysis"')
+    ]
+    assert "Mine" in qualification and "Theirs" not in board
+    assert "40,000 · weighted <strong>4,000</strong>" in qualification  # 10 % of 40k
+    assert client.get(f"/app/opportunities/{theirs}").status_code == 404
+    r = client.post(
+        "/app/opportunities/move",
+        data={"card": str(theirs), "stage": "proposal", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert r.status_code == 404
+    r = client.post(
+        "/app/opportunities/move",
+        data={"card": str(mine), "stage": "proposal", "csrf_token": csrf, "back": "/app/pipeline"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/app/pipeline"
+    # Closing lost without a reason is refused with the reasons to choose from.
+    r = client.post(
+        "/app/opportunities/move",
+        data={"card": str(mine), "stage": "closed_lost", "csrf_token": csrf},
+        headers={"HX-Request": "true"},
+    )
+    assert r.status_code == 422 and "needs a reason" in r.text
+    page = client.get(f"/app/opportunities/{mine}").text
+    assert "Proposal" in page and "10,000.00" in page
