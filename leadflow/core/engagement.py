@@ -19,6 +19,7 @@ class ActivityType(StrEnum):
     DECISION_TIMELINE = "decision_timeline"
     CALL = "call"
     EMAIL_SENT = "email_sent"
+    EMAIL_REPLY = "email_reply"  # the lead answered an email (stops follow-up sequences)
     MEETING = "meeting"
     NOTE = "note"
 

@@ -2,8 +2,10 @@
 
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
+from leadflow.cadences.models import Appointment, Enrollment, Sequence, StepRun, WorkingHoursRow
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
+from leadflow.ops.models import IdempotencyKey
 from leadflow.pipeline.models import (
     BuyingSignal,
     Opportunity,
@@ -16,6 +18,7 @@ from leadflow.pipeline.models import (
 from leadflow.reports.models import LeadFunnelFact, ReportState
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
 from leadflow.scoring.predictive_models import PredictiveModel
+from leadflow.tasks.models import Task
 from leadflow.web.models import SavedSegment
 from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 
@@ -23,9 +26,12 @@ __all__ = [
     "Account",
     "Activity",
     "ApiToken",
+    "Appointment",
     "AuditEntry",
     "Base",
     "BuyingSignal",
+    "Enrollment",
+    "IdempotencyKey",
     "ImportJob",
     "Lead",
     "LeadFunnelFact",
@@ -40,11 +46,15 @@ __all__ = [
     "SavedSegment",
     "ScoreHistory",
     "ScoringModelVersion",
+    "Sequence",
     "SignalRuleRow",
     "StageChange",
+    "StepRun",
+    "Task",
     "ThresholdFiring",
     "User",
     "WebForm",
     "WebhookAttempt",
     "WebhookDelivery",
+    "WorkingHoursRow",
 ]
