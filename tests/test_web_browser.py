@@ -277,3 +277,34 @@ def test_pages_fit_a_phone_screen(browser: Browser, live: Live) -> None:
             assert overflow <= 1, f"{path} scrolls sideways by {overflow}px on a phone"
     finally:
         context.close()
+
+
+def test_task_inbox_logs_an_outcome_in_one_click(page: Page, live: Live) -> None:
+    from datetime import timedelta
+
+    from leadflow.db.base import utcnow
+    from leadflow.tasks import service as tasks
+    from leadflow.tasks.models import Task
+
+    with live.db.transaction() as s:
+        lead_id = leads.create_lead(
+            s, SYSTEM, {"email": "renewal@example.org", "last_name": "Renewal", "owner_id": live.users["rep"]}
+        ).lead.id
+        task_id = tasks.create_task(
+            s,
+            SYSTEM,
+            lead_id=lead_id,
+            kind="call",
+            title="Call about the renewal",
+            due_at=utcnow() - timedelta(hours=1),
+            owner_id=live.users["rep"],
+        ).id
+    sign_in(page, live, "rep")
+    page.get_by_role("link", name="Tasks").click()
+    row = page.locator(f"#task-{task_id}")
+    expect(row).to_contain_text("Call about the renewal")
+    row.get_by_role("button", name="Connected: Call about the renewal").click()
+    expect(page.get_by_role("status")).to_contain_text("Call about the renewal (connected)")
+    with live.db.transaction() as s:
+        task = s.get(Task, task_id)
+        assert task is not None and task.status == "done"

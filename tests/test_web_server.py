@@ -108,18 +108,18 @@ def test_unsafe_requests_without_the_csrf_token_are_refused(client: TestClient, 
     rep = make_user(db, "Rita", Role.SALES_REP, "EMEA")
     lead_id = _lead(db, rep, "ada@example.org")
     csrf = sign_in(client, db, rep)
-    form = {"kind": "call", "outcome": "connected", "notes": "hi"}
-    r = client.post(f"/app/leads/{lead_id}/activities", data=form, follow_redirects=False)
+    form = {"outcome": "connected", "notes": "hi"}
+    r = client.post(f"/app/leads/{lead_id}/call", data=form, follow_redirects=False)
     assert r.status_code == 403
     r = client.post(
-        f"/app/leads/{lead_id}/activities", data={**form, "csrf_token": "forged"}, follow_redirects=False
+        f"/app/leads/{lead_id}/call", data={**form, "csrf_token": "forged"}, follow_redirects=False
     )
     assert r.status_code == 403
     with db.transaction() as s:
         assert list_activities(s, rep.principal, ActivityFilter(lead_id=lead_id)).items == []
     # The header HTMX sends works as well as the form field.
     r = client.post(
-        f"/app/leads/{lead_id}/activities", data=form, headers={"X-CSRF-Token": csrf}, follow_redirects=False
+        f"/app/leads/{lead_id}/call", data=form, headers={"X-CSRF-Token": csrf}, follow_redirects=False
     )
     assert r.status_code == 303
     with db.transaction() as s:
@@ -462,3 +462,48 @@ def test_kanban_totals_moves_and_visibility(client: TestClient, db: Database) ->
     assert r.status_code == 422 and "needs a reason" in r.text
     page = client.get(f"/app/opportunities/{mine}").text
     assert "Proposal" in page and "10,000.00" in page
+
+
+def test_task_inbox_overdue_and_one_click_outcome(client: TestClient, db: Database) -> None:
+    from datetime import timedelta
+
+    from leadflow.db.base import utcnow
+    from leadflow.tasks import service as tasks
+    from leadflow.tasks.models import Task
+
+    rep = make_user(db, "Rita", Role.SALES_REP, "EMEA")
+    lead_id = _lead(db, rep, "ada@example.org", owner_id=rep.user_id)
+    with db.transaction() as s:
+        late = tasks.create_task(
+            s,
+            rep.principal,
+            lead_id=lead_id,
+            kind="call",
+            title="Call Ada back",
+            due_at=utcnow() - timedelta(hours=3),
+        ).id
+        tasks.create_task(
+            s,
+            rep.principal,
+            lead_id=lead_id,
+            kind="todo",
+            title="Send the deck",
+            due_at=utcnow() + timedelta(days=9),
+        )
+    csrf = sign_in(client, db, rep)
+    page = client.get("/app/tasks").text
+    assert "Overdue (1)" in page and "Call Ada back" in page and "Send the deck" not in page
+    assert "Send the deck" in client.get("/app/tasks?due=upcoming").text
+    r = client.post(
+        f"/app/tasks/{late}/complete",
+        data={"outcome": "no_answer", "csrf_token": csrf},
+        headers={"HX-Request": "true"},
+    )
+    assert r.status_code == 200 and "Call Ada back (no answer)" in r.text
+    with db.transaction() as s:
+        task = s.get(Task, late)
+        assert task is not None and (task.status, task.outcome) == ("done", "no_answer")
+        acts = list_activities(s, rep.principal, ActivityFilter(lead_id=lead_id)).items
+    assert [(a.type, (a.properties or {}).get("outcome")) for a in acts] == [("call", "no_answer")]
+    again = client.post(f"/app/tasks/{late}/complete", data={"outcome": "connected", "csrf_token": csrf})
+    assert again.status_code == 422

@@ -61,6 +61,7 @@ templates.env.filters["json"] = _tojson_attr
 templates.env.globals["prefix"] = PREFIX
 # Main navigation after "Leads": (key, label, url, permission needed to see it).
 templates.env.globals["nav_items"] = [
+    ("tasks", "Tasks", PREFIX + "/tasks", "leads:read"),
     ("pipeline", "Pipeline", PREFIX + "/pipeline", "opportunities:read"),
 ]
 
