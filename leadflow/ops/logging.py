@@ -38,7 +38,7 @@ def current_request_id() -> str | None:
     return None if ctx is None else str(ctx["request_id"])
 
 
-def _add_request(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_request(_logger: Any, _name: str, event: Any) -> Any:
     ctx = _request.get()
     if ctx is not None:
         event.setdefault("request_id", ctx["request_id"])
