@@ -849,13 +849,15 @@ def fit_fields_needed(model: ScoringModel) -> list[str]:
 
 
 _STR_OR_NONE = frozenset({str, type(None)})
+_BOOL_OR_NONE = frozenset({bool, type(None)})  # flags: True, False and None never collide as keys
 
 
 def _factorize(values: ObjArray) -> tuple[list[Any], IntArray]:
     """Distinct values and, for each element, the index of its value (hash-based, O(n))."""
 
     vals = values.tolist()
-    if set(map(type, vals)) <= _STR_OR_NONE:  # the common case: text columns, C-speed loops
+    kinds = set(map(type, vals))
+    if kinds <= _STR_OR_NONE or kinds <= _BOOL_OR_NONE:  # the common case: text columns, C-speed loops
         uniques = list(dict.fromkeys(vals))
         index = {v: i for i, v in enumerate(uniques)}
         codes = np.fromiter(map(index.__getitem__, vals), dtype=np.int64, count=len(vals))
@@ -893,11 +895,14 @@ def derive_columns(columns: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDA
 
     out = dict(columns)
     if "email" in out and ("email_domain" not in out or "free_mail" not in out):
-        emails = np.asarray(out["email"], dtype=object)
-        uniques, codes = _factorize(emails)
-        domains = np.empty(len(uniques), dtype=object)
-        domains[:] = [_domain(e) for e in uniques]
-        out.setdefault("email_domain", domains[codes] if len(uniques) else np.empty(0, dtype=object))
+        # Addresses are mostly distinct: one pass, the common case inline (as _domain computes it).
+        emails = np.asarray(out["email"], dtype=object).tolist()
+        domains = np.empty(len(emails), dtype=object)
+        domains[:] = [
+            e.rpartition("@")[2].strip().lower() if type(e) is str and "@" in e else _domain(e)
+            for e in emails
+        ]
+        out.setdefault("email_domain", domains)
     if "email_domain" in out and "free_mail" not in out:
         dom_uniques, dom_codes = _factorize(np.asarray(out["email_domain"], dtype=object))
         free = np.empty(len(dom_uniques), dtype=object)
