@@ -61,6 +61,17 @@ done
 run_step "ruff check ${LINT_PATHS[*]}" "$BIN/ruff" check "${LINT_PATHS[@]}"
 run_step "mypy --strict leadflow" "$BIN/mypy" --strict leadflow
 
+# --------------------------------------------------------------------------------- chromium
+
+# The browser tests (tests/test_web_browser.py) drive Debian's Chromium at /usr/bin/chromium.
+if [ ! -x /usr/bin/chromium ]; then
+    banner "installing chromium for the browser tests (apt-get)"
+    APT=(apt-get)
+    if [ "$(id -u)" -ne 0 ]; then APT=(sudo -n apt-get); fi
+    "${APT[@]}" update -qq && DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq chromium \
+        || echo "WARNING: could not install chromium; the browser tests will fail" >&2
+fi
+
 # --------------------------------------------------------------------------------- SQLite
 
 # Unset: the suite's conftest then uses a temporary SQLite file.

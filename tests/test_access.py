@@ -4,16 +4,13 @@ and token scopes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from conftest import Actor, make_user
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from leadflow.api import create_app
 from leadflow.auth import service as auth
 from leadflow.auth.models import Role
 from leadflow.auth.principal import SYSTEM
@@ -35,20 +32,6 @@ MR = {"kind": "marketing_review", "note": "booth"}
 DC = {"kind": "discovery_call", "outcome": "qualified"}
 OPP = {"kind": "opportunity_opened"}
 WON = {"kind": "deal_won"}
-
-
-@pytest.fixture(scope="module")
-def app(database: Database) -> FastAPI:
-    """One app per module: a fresh app's first request costs ~70 ms. The ``db`` fixture still
-    empties the database before every test."""
-
-    return create_app(database)
-
-
-@pytest.fixture
-def client(db: Database, app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
 
 
 @dataclass
@@ -418,3 +401,60 @@ def test_only_admins_create_users(client: TestClient, db: Database, world: World
     r = client.post("/api/users", json=body, headers=world.admin.headers)
     assert r.status_code == 201 and r.json()["role"] == "sales_rep"
     assert client.post("/api/users", json=body, headers=world.admin.headers).status_code == 409
+
+
+def test_a_duplicate_owned_by_another_team_does_not_reveal_its_id(
+    client: TestClient, world: World
+) -> None:
+    # Creating and re-emailing both hit the unique address; the answer must not name the record.
+    r = client.post("/api/leads", json={"email": "w@acme-w.io"}, headers=world.east1.headers)
+    assert r.status_code == 409
+    assert "lead_id" not in r.json() and str(world.leads["w"]) not in r.text
+    r = client.patch(
+        f"/api/leads/{world.leads['e1']}",
+        json={"version": 1, "email": "w@acme-w.io"},
+        headers=world.east1.headers,
+    )
+    assert r.status_code == 409
+    assert "lead_id" not in r.json() and str(world.leads["w"]) not in r.text
+    # Someone who can see the holder still learns which lead it is, to merge them.
+    r = client.post("/api/leads", json={"email": "w@acme-w.io"}, headers=world.admin.headers)
+    assert r.status_code == 409 and r.json()["lead_id"] == world.leads["w"]
+
+
+def test_an_accounts_lead_count_counts_only_visible_leads(client: TestClient, world: World) -> None:
+    acc = client.post("/api/accounts", json={"name": "Shared Co"}, headers=world.admin.headers).json()
+    for key in ("e1", "w", "free"):
+        r = client.patch(
+            f"/api/leads/{world.leads[key]}",
+            json={"version": 1, "account_id": acc["id"]},
+            headers=world.admin.headers,
+        )
+        assert r.status_code == 200, r.text
+    counts = {
+        who: client.get(f"/api/accounts/{acc['id']}", headers=getattr(world, who).headers).json()[
+            "lead_count"
+        ]
+        for who in ("admin", "east1", "west", "loner_mgr")
+    }
+    assert counts == {"admin": 3, "east1": 2, "west": 2, "loner_mgr": 1}
+    listed = client.get("/api/accounts", params={"q": "Shared"}, headers=world.east1.headers).json()
+    assert [a["lead_count"] for a in listed["items"]] == [2]
+
+
+def test_imported_evidence_cannot_be_claimed_through_the_lead_api(client: TestClient, world: World) -> None:
+    body = {
+        "email": "skip@acme.io",
+        "stage": "sql",
+        "evidence": {"kind": "imported", "system": "hubspot", "original_value": "SQL"},
+    }
+    r = client.post("/api/leads", json=body, headers=world.mkt.headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["evidence", "kind"]
+    r = client.post(
+        f"/api/leads/{world.leads['free']}/transitions",
+        json={"to": "sql", "evidence": body["evidence"], "version": 1},
+        headers=world.mkt.headers,
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["evidence", "kind"]
+    found = client.get("/api/leads", params={"email": "skip@acme.io"}, headers=world.admin.headers)
+    assert found.json()["items"] == []

@@ -3,34 +3,17 @@ locking, filters, sorting, cursor and the account's leads."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 from conftest import Actor, make_user
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from leadflow.api import create_app
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import Role
 from leadflow.db.base import Database
-
-
-@pytest.fixture(scope="module")
-def app(database: Database) -> FastAPI:
-    """One app per module: a fresh app's first request costs ~70 ms. The ``db`` fixture still
-    empties the database before every test."""
-
-    return create_app(database)
-
-
-@pytest.fixture
-def client(db: Database, app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
 
 
 def new_account(client: TestClient, actor: Actor, **body: Any) -> dict[str, Any]:

@@ -3,17 +3,14 @@ filters and a cursor, and activities logged by people."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from conftest import Actor, make_user
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from leadflow.api import create_app
 from leadflow.auth.models import Role
 from leadflow.db.base import Database
 from leadflow.errors import InvalidInput
@@ -21,20 +18,6 @@ from leadflow.leads import activities as activity_svc
 from leadflow.leads.models import Activity
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def app(database: Database) -> FastAPI:
-    """One app per module: a fresh app's first request costs ~70 ms. The ``db`` fixture still
-    empties the database before every test."""
-
-    return create_app(database)
-
-
-@pytest.fixture
-def client(db: Database, app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
 
 
 def iso(dt: datetime) -> str:

@@ -8,11 +8,9 @@ from typing import Any
 
 import pytest
 from conftest import Actor, make_user
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
-from leadflow.api import create_app
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import Role
 from leadflow.config import get_settings
@@ -21,20 +19,6 @@ from leadflow.leads import forms_api
 from leadflow.leads.models import Activity, Lead, WebForm
 
 THANKS = "https://acme.io/thank-you"
-
-
-@pytest.fixture(scope="module")
-def app(database: Database) -> FastAPI:
-    """One app per module: a fresh app's first request costs ~70 ms. The ``db`` fixture still
-    empties the database before every test."""
-
-    return create_app(database)
-
-
-@pytest.fixture
-def client(db: Database, app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
 
 
 @pytest.fixture(autouse=True)

@@ -223,3 +223,29 @@ def test_origin_and_consent_are_normalized() -> None:
     norm = normalize_lead({"email": "a@acme.io", "origin": " SALES ", "consent": "Granted"})
     assert norm.values["origin"] == "sales"
     assert norm.values["consent"] == "granted"
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("9007199254740993", 9007199254740993),  # 2**53 + 1: a float would round it
+        ("1,250,000", 1250000),
+        ("12.9", 12),
+        (7, 7),
+    ],
+)
+def test_numbers_are_read_exactly(raw: object, want: int) -> None:
+    norm = normalize_lead({"email": "a@acme.io", "company": "Acme", "annual_revenue": raw})
+    assert not norm.errors
+    assert norm.account_values["annual_revenue"] == want
+
+
+@pytest.mark.parametrize("raw", ["inf", "1e400", "NaN", "lots", "-5", str(2**63)])
+def test_unusable_numbers_are_errors_naming_the_field(raw: str) -> None:
+    norm = normalize_lead({"email": "a@acme.io", "company": "Acme", "annual_revenue": raw})
+    assert [f for f, _ in norm.errors] == ["annual_revenue"]
+
+
+def test_employee_count_must_fit_its_column() -> None:
+    norm = normalize_lead({"email": "a@acme.io", "company": "Acme", "employee_count": str(2**31)})
+    assert [f for f, _ in norm.errors] == ["employee_count"]

@@ -3,17 +3,14 @@ read from the winner, and the loser stays as a tombstone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from conftest import Actor, make_user
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from leadflow.api import create_app
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import Role
 from leadflow.db.base import Database
@@ -24,20 +21,6 @@ from leadflow.leads.models import Activity, Lead, StageChange
 NA = {"kind": "needs_assessment", "answers": {"need": "reporting"}, "qualified": True}
 MR = {"kind": "marketing_review", "note": "booth"}
 DC = {"kind": "discovery_call", "outcome": "qualified"}
-
-
-@pytest.fixture(scope="module")
-def app(database: Database) -> FastAPI:
-    """One app per module: a fresh app's first request costs ~70 ms. The ``db`` fixture still
-    empties the database before every test."""
-
-    return create_app(database)
-
-
-@pytest.fixture
-def client(db: Database, app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        yield c
 
 
 def create(client: TestClient, actor: Actor, **fields: Any) -> dict[str, Any]:

@@ -373,7 +373,7 @@ def test_webhook_action_is_recorded_and_emitted(
     with db.transaction() as s:
         svc.rescore_leads(s, [lid])
         firing = s.scalars(select(ThresholdFiring)).one()
-    assert (firing.action, firing.outcome) == ("webhook", "recorded")
+    assert (firing.action, firing.outcome) == ("webhook", "queued")
     assert firing.payload is not None and firing.payload["url"] == "https://hooks.example/x"
     assert [e.name for e in captured] == ["scoring.webhook_requested"]
 

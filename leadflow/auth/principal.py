@@ -24,12 +24,19 @@ class Perm(StrEnum):
     AUDIT_READ = "audit:read"
     FORMS_ADMIN = "forms:admin"
     USERS_ADMIN = "users:admin"
+    QUALIFICATION_ADMIN = "qualification:admin"  # questionnaires, frameworks, ICP, handoff SLA
+    ASSIGNMENT_ADMIN = "assignment:admin"  # assignment rules and rep capacities
+    OPPORTUNITIES_READ = "opportunities:read"
+    OPPORTUNITIES_WRITE = "opportunities:write"
+    PIPELINES_ADMIN = "pipelines:admin"
+    REPORTS_READ = "reports:read"
 
 
 _ALL = frozenset(Perm)
 ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.ADMIN: _ALL,
-    Role.MARKETING: _ALL - {Perm.USERS_ADMIN},
+    # Marketing reads deals and reports but does not work them (sales opens and closes deals).
+    Role.MARKETING: _ALL - {Perm.USERS_ADMIN, Perm.OPPORTUNITIES_WRITE, Perm.PIPELINES_ADMIN},
     Role.MANAGER: _ALL - {Perm.USERS_ADMIN, Perm.FORMS_ADMIN},
     Role.SALES_REP: frozenset(
         {
@@ -41,6 +48,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Perm]] = {
             Perm.ACCOUNTS_WRITE,
             Perm.ACTIVITIES_WRITE,
             Perm.AUDIT_READ,
+            Perm.OPPORTUNITIES_READ,
+            Perm.OPPORTUNITIES_WRITE,
+            Perm.REPORTS_READ,
         }
     ),
 }

@@ -15,8 +15,11 @@ class ActivityType(StrEnum):
     DEMO_REQUEST = "demo_request"
     PRICING_REQUEST = "pricing_request"
     TRIAL_START = "trial_start"
+    # The prospect shared its decision timeline (a buying signal; see leadflow/pipeline).
+    DECISION_TIMELINE = "decision_timeline"
     CALL = "call"
     EMAIL_SENT = "email_sent"
+    EMAIL_REPLY = "email_reply"  # the lead answered an email (stops follow-up sequences)
     MEETING = "meeting"
     NOTE = "note"
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import phonenumbers
-from phonenumbers import timezone as pn_timezone
 
 from leadflow.core.contact import (
     ContactError,
@@ -28,9 +26,9 @@ from leadflow.core.contact import (
     normalize_domain,
     normalize_email,
     normalize_name,
-    normalize_phone,
 )
 from leadflow.core.lifecycle import Origin
+from leadflow.core.phones import phone_and_timezone
 
 CONSENT_VALUES = ("unknown", "granted", "denied")
 SENIORITIES = ("executive", "vp", "director", "manager", "senior", "entry", "student", "other")
@@ -69,6 +67,7 @@ class NormalizedLead:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (field, reason)
 
 
+@lru_cache(maxsize=16384)  # titles repeat all through a bulk import
 def infer_seniority(job_title: str) -> str | None:
     title = job_title.lower()
     for level, pattern in _SENIORITY_PATTERNS:
@@ -86,11 +85,6 @@ def _valid_timezone(name: str) -> bool:
     return True
 
 
-def _timezone_from_phone(e164: str) -> str | None:
-    zones = pn_timezone.time_zones_for_number(phonenumbers.parse(e164))
-    return zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None
-
-
 def _text(raw: Mapping[str, Any], key: str) -> str | None:
     value = raw.get(key)
     if value is None:
@@ -99,19 +93,31 @@ def _text(raw: Mapping[str, Any], key: str) -> str | None:
     return text or None
 
 
+# Exclusive upper bounds of the columns: employee_count is INTEGER, annual_revenue BIGINT.
+_INT_LIMITS = {"employee_count": 2**31, "annual_revenue": 2**63}
+
+
 def _int(raw: Mapping[str, Any], key: str, out: NormalizedLead) -> int | None:
     value = raw.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     try:
-        number = int(float(str(value).replace(",", "").replace("_", "").strip()))
-    except ValueError:
+        # Decimal, not float: exact above 2**53, and "1e400" or "inf" are refused, not a crash.
+        exact = Decimal(str(value).replace(",", "").replace("_", "").strip())
+    except InvalidOperation:
         out.errors.append((key, f"{value!r} is not a number"))
         return None
-    if number < 0:
+    if not exact.is_finite():
+        out.errors.append((key, f"{value!r} is not a number"))
+        return None
+    if exact < 0:
         out.errors.append((key, "must not be negative"))
         return None
-    return number
+    limit = _INT_LIMITS.get(key, 2**63)
+    if exact >= limit:
+        out.errors.append((key, f"must be below {limit:,}"))
+        return None
+    return int(exact)
 
 
 def _bool(value: Any) -> bool | None:
@@ -164,9 +170,10 @@ def normalize_lead(raw: Mapping[str, Any], *, require_contact: bool = True) -> N
         v["email"] = email
 
     phone: Phone | None = None
+    phone_zone: str | None = None  # the zone the number implies, if it has just one
     if "phone" in raw:
         text = _text(raw, "phone")
-        phone = normalize_phone(text, country) if text else Phone(None, "", None)
+        phone, phone_zone = phone_and_timezone(text, country) if text else (Phone(None, "", None), None)
         v["phone"] = phone.e164
         v["phone_raw"] = phone.raw or None
 
@@ -193,10 +200,8 @@ def normalize_lead(raw: Mapping[str, Any], *, require_contact: bool = True) -> N
             out.errors.append(("timezone", f"{tz!r} is not an IANA time zone (e.g. Europe/Berlin)"))
         else:
             v["timezone"] = tz
-    if not v.get("timezone") and phone is not None and phone.e164:
-        inferred = _timezone_from_phone(phone.e164)
-        if inferred:
-            v["timezone"] = inferred
+    if not v.get("timezone") and phone_zone:
+        v["timezone"] = phone_zone
 
     if raw.get("origin") is not None:
         try:

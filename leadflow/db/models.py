@@ -1,9 +1,31 @@
 """Imports every feature's models so that Alembic and ``create_all`` see the whole schema."""
 
+from leadflow.assignment.models import AssignmentRule, RepCapacity
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
+from leadflow.cadences.models import Appointment, Enrollment, Sequence, StepRun, WorkingHoursRow
 from leadflow.db.base import Base
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
+from leadflow.ops.models import IdempotencyKey
+from leadflow.pipeline.models import (
+    BuyingSignal,
+    Opportunity,
+    OpportunityStageChange,
+    OutcomeReason,
+    Pipeline,
+    PipelineStage,
+    SignalRuleRow,
+)
+from leadflow.qualification.models import (
+    AssessmentRecord,
+    DiscoveryCallRecord,
+    FrameworkDef,
+    Handoff,
+    LeadQualification,
+    QualificationSetting,
+    QuestionnaireDef,
+)
+from leadflow.reports.models import LeadFunnelFact, ReportState
 from leadflow.scoring.models import (
     EngagementBuild,
     LeadEngagement,
@@ -12,22 +34,55 @@ from leadflow.scoring.models import (
     ScoringModelVersion,
     ThresholdFiring,
 )
+from leadflow.scoring.predictive_models import PredictiveModel
+from leadflow.tasks.models import Task
+from leadflow.web.models import SavedSegment
+from leadflow.webhooks.models import WebhookAttempt, WebhookDelivery
 
 __all__ = [
     "Account",
     "Activity",
     "ApiToken",
+    "Appointment",
+    "AssessmentRecord",
+    "AssignmentRule",
     "AuditEntry",
     "Base",
+    "BuyingSignal",
+    "DiscoveryCallRecord",
     "EngagementBuild",
+    "Enrollment",
+    "FrameworkDef",
+    "Handoff",
+    "IdempotencyKey",
     "ImportJob",
     "Lead",
     "LeadEngagement",
+    "LeadFunnelFact",
+    "LeadQualification",
     "LeadScore",
+    "Opportunity",
+    "OpportunityStageChange",
+    "OutcomeReason",
+    "Pipeline",
+    "PipelineStage",
+    "PredictiveModel",
+    "QualificationSetting",
+    "QuestionnaireDef",
+    "RepCapacity",
+    "ReportState",
+    "SavedSegment",
     "ScoreHistory",
     "ScoringModelVersion",
+    "Sequence",
+    "SignalRuleRow",
     "StageChange",
+    "StepRun",
+    "Task",
     "ThresholdFiring",
     "User",
     "WebForm",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WorkingHoursRow",
 ]

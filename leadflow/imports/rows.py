@@ -1,10 +1,9 @@
 """One CSV row -> the values to store, or the reasons it cannot be stored (pure; runs in workers).
 
 Normalization is :func:`leadflow.core.identity.normalize_lead`, the same function every other
-capture path uses, so an imported lead looks like one typed into the API. Two things differ:
-phone numbers go through the import's fast path (:mod:`leadflow.imports.phones`, held to the same
-answers as ``phonenumbers`` by a property test), and only non-blank cells are passed on, so a blank
-cell never erases a stored value.
+capture path uses (phones included: :mod:`leadflow.core.phones`), so an imported lead looks like
+one typed into the API. Only non-blank cells are passed on, so a blank cell never erases a stored
+value.
 
 Row rules (leadflow/imports/README.md gives the whole list):
 - every row needs a valid email (imports match leads by email, the only unique key a lead has);
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from leadflow.core import lifecycle
-from leadflow.core.contact import Phone, bad_lead_signals
 from leadflow.core.identity import normalize_lead
 from leadflow.core.lifecycle import Imported, Origin, Stage
 from leadflow.imports.mapping import (
@@ -36,7 +34,6 @@ from leadflow.imports.mapping import (
     ColumnPlan,
     map_stage,
 )
-from leadflow.imports.phones import phone_and_timezone
 from leadflow.imports.reader import MAX_FIELD_CHARS, Chunk, FileInfo, read_chunk
 
 PHONE_RAW_MAX = 64
@@ -396,11 +393,10 @@ def normalize_row(ctx: RowContext, line: int, cells: list[str]) -> tuple[NormRow
         if stage.used != fname:
             attributes[plan.header_of(fname)] = stage_cell
 
-    # Identity: the shared normalization ------------------------------------------------
-    phone_cell = raw.pop("phone", None)
+    # Identity: the shared normalization (phones included) ----------------------------------
     norm = normalize_lead(raw, require_contact=False)
     values = norm.values
-    identity_reasons = values.pop("bad_candidate_reasons", None)
+    reasons = values.pop("bad_candidate_reasons", None)
     for fname, reason in norm.errors:
         cell = raw.get(fname, "")
         issues.append(Issue(line, plan.header_of(fname), report_value(cell), reason, "error"))
@@ -415,26 +411,20 @@ def normalize_row(ctx: RowContext, line: int, cells: list[str]) -> tuple[NormRow
                 "error",
             )
         )
-
-    phone: Phone | None = None
-    zone: str | None = None
-    if phone_cell is not None:
-        phone, zone = phone_and_timezone(phone_cell, values.get("country"))
-        if len(phone.raw) > PHONE_RAW_MAX:
-            issues.append(
-                Issue(
-                    line,
-                    plan.header_of("phone"),
-                    report_value(phone_cell),
-                    f"is longer than {PHONE_RAW_MAX} characters",
-                    "error",
-                )
+    phone_raw = values.get("phone_raw")
+    if phone_raw is not None and len(phone_raw) > PHONE_RAW_MAX:
+        issues.append(
+            Issue(
+                line,
+                plan.header_of("phone"),
+                report_value(raw["phone"]),
+                f"is longer than {PHONE_RAW_MAX} characters",
+                "error",
             )
-        values["phone"] = phone.e164
-        values["phone_raw"] = phone.raw
+        )
+    # Values identity inferred (time zone from the phone, seniority from the title) only fill.
     soft: tuple[str, ...] = ()
-    if not values.get("timezone") and zone:
-        values["timezone"] = zone
+    if values.get("timezone") and "timezone" not in raw:
         soft = ("timezone",)
     if values.get("seniority") and "seniority" not in raw:
         soft = (*soft, "seniority")
@@ -469,12 +459,6 @@ def normalize_row(ctx: RowContext, line: int, cells: list[str]) -> tuple[NormRow
     if any(i.severity == "error" for i in issues) or not email:
         return None, issues
 
-    if phone is None:  # identity saw the same contact data
-        reasons = identity_reasons or []
-    else:
-        reasons = bad_lead_signals(
-            email=email, phone=phone, first_name=values.get("first_name"), last_name=values.get("last_name")
-        )
     values["owner_id"] = owner_id
     values["stage"] = stage.stage
     values["status_reason"] = stage.reason
@@ -487,7 +471,7 @@ def normalize_row(ctx: RowContext, line: int, cells: list[str]) -> tuple[NormRow
         email,
         tuple(map(values.get, WORKER_COLUMNS)),
         soft,
-        phone is not None,
+        "phone" in raw,
         "first_name" in raw or "last_name" in raw,
         norm.account_domain,
         norm.company_key,

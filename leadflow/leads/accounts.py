@@ -166,7 +166,9 @@ def list_accounts(
     if f.industry:
         stmt = stmt.where(Account.industry == f.industry)
     if f.country:
-        stmt = stmt.where(Account.country == f.country.upper())
+        from leadflow.leads.service import country_filter
+
+        stmt = stmt.where(Account.country == country_filter(f.country))
     if f.owner_id is not None:
         stmt = stmt.where(Account.owner_id == f.owner_id)
     column = SORTABLE[sort]
@@ -176,7 +178,11 @@ def list_accounts(
     return page_of(rows, limit, lambda r: (getattr(r, column.key), r.id))
 
 
-def lead_counts(session: Session, account_ids: list[int]) -> dict[int, int]:
+def lead_counts(session: Session, actor: Principal, account_ids: list[int]) -> dict[int, int]:
+    """Leads per account that ``actor`` may see (a rep's count never hints at hidden leads)."""
+
+    from leadflow.leads.service import visibility_clause
+
     if not account_ids:
         return {}
     stmt = (
@@ -184,4 +190,7 @@ def lead_counts(session: Session, account_ids: list[int]) -> dict[int, int]:
         .where(Lead.account_id.in_(account_ids), Lead.merged_into_id.is_(None))
         .group_by(Lead.account_id)
     )
+    visible = visibility_clause(session, actor)
+    if visible is not None:
+        stmt = stmt.where(visible)
     return {int(a): int(n) for a, n in session.execute(stmt) if a is not None}

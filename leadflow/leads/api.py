@@ -58,9 +58,16 @@ def _version(body_version: int | None, if_match: str | None) -> int:
 
 def _evidence(data: dict[str, Any] | None) -> lifecycle.Evidence | None:
     try:
-        return lifecycle.evidence_from_dict(data)
+        evidence = lifecycle.evidence_from_dict(data)
     except ValueError as exc:
         raise InvalidInput("evidence", str(exc)) from None
+    if isinstance(evidence, lifecycle.Imported):
+        # Imported history lets a lead start at any stage; only an import run may claim it,
+        # or anyone could skip the evidence a stage needs by calling it "imported".
+        raise InvalidInput(
+            ["evidence", "kind"], "imported evidence is written by CSV imports (/api/imports) only"
+        )
+    return evidence
 
 
 # ------------------------------------------------------------------------------------ lifecycle
@@ -342,7 +349,7 @@ def list_accounts(
     f = account_svc.AccountFilter(q=q, domain=domain, industry=industry, country=country, owner_id=owner_id)
     with db.transaction() as s:
         page = account_svc.list_accounts(s, actor, f, sort=key, descending=desc, cursor=cursor, limit=limit)
-        counts = account_svc.lead_counts(s, [a.id for a in page.items])
+        counts = account_svc.lead_counts(s, actor, [a.id for a in page.items])
         items = [
             AccountOut.model_validate(a).model_copy(update={"lead_count": counts.get(a.id, 0)})
             for a in page.items
@@ -362,7 +369,7 @@ def create_account(body: AccountCreate, db: DB, actor: Actor) -> AccountOut:
 def get_account(account_id: int, db: DB, actor: Actor) -> AccountOut:
     with db.transaction() as s:
         account = account_svc.get_account(s, actor, account_id)
-        n = account_svc.lead_counts(s, [account_id]).get(account_id, 0)
+        n = account_svc.lead_counts(s, actor, [account_id]).get(account_id, 0)
         return AccountOut.model_validate(account).model_copy(update={"lead_count": n})
 
 

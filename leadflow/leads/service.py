@@ -20,6 +20,7 @@ from leadflow.audit.service import changes, record
 from leadflow.auth.models import Role, User
 from leadflow.auth.principal import Perm, Principal, Visibility
 from leadflow.core import lifecycle
+from leadflow.core.contact import ContactError, normalize_country
 from leadflow.core.identity import NormalizedLead, normalize_lead
 from leadflow.core.lifecycle import BadReason, Evidence, Origin, Stage
 from leadflow.db.base import utcnow
@@ -27,6 +28,7 @@ from leadflow.db.pagination import Page, keyset, page_of
 from leadflow.errors import Duplicate, Forbidden, InvalidInput, NotFound, StaleVersion
 from leadflow.events import emit
 from leadflow.leads.models import Account, Activity, Lead, StageChange
+from leadflow.scoring.models import LeadScore
 
 SNAPSHOT_FIELDS = (
     "first_name",
@@ -248,7 +250,11 @@ def create_lead(
     if email:
         existing = session.scalar(select(Lead).where(Lead.email == email))
         if existing is not None:
-            if on_duplicate == "error" or not _can_see(session, actor, existing):
+            if not _can_see(session, actor, existing):
+                # Say that the address is taken (the unique key is a fact the caller hits anyway)
+                # but not which record holds it: the lead belongs to someone the caller can't see.
+                raise Duplicate(f"a lead with email {email} exists and is owned by another team")
+            if on_duplicate == "error":
                 raise Duplicate(f"a lead with email {email} exists", lead_id=existing.id)
             _merge_values(session, actor, existing, norm, data, reason="captured again")
             return CreateResult(existing, False)
@@ -439,8 +445,13 @@ def update_lead(
             "bad_candidate_reasons"
         )
     if "email" in data and values.get("email") and values["email"] != lead.email:
-        other = session.scalar(select(Lead.id).where(Lead.email == values["email"], Lead.id != lead.id))
-        if other is not None:
+        other_lead = session.scalar(
+            select(Lead).where(Lead.email == values["email"], Lead.id != lead.id)
+        )
+        if other_lead is not None and not _can_see(session, actor, other_lead):
+            raise Duplicate(f"a lead with email {values['email']} exists and is owned by another team")
+        if other_lead is not None:
+            other = other_lead.id
             raise Duplicate(
                 f"lead {other} already has email {values['email']}; merge them instead", lead_id=other
             )
@@ -645,6 +656,18 @@ class LeadFilter:
     created_before: datetime | None = None
     updated_after: datetime | None = None
     include_merged: bool = False
+    # Current score (lead_scores.total) range, inclusive; a lead never scored matches neither.
+    score_min: float | None = None
+    score_max: float | None = None
+
+
+def country_filter(value: str) -> str:
+    """A filter value as stored: "Germany", "DEU" and "de" all mean DE; unknown is a 422."""
+
+    try:
+        return normalize_country(value)
+    except ContactError as exc:
+        raise InvalidInput("country", exc.message) from None
 
 
 def _apply_filter(stmt: Select[Any], f: LeadFilter) -> Select[Any]:
@@ -663,7 +686,7 @@ def _apply_filter(stmt: Select[Any], f: LeadFilter) -> Select[Any]:
     if f.origin is not None:
         stmt = stmt.where(Lead.origin == f.origin.value)
     if f.country:
-        stmt = stmt.where(Lead.country == f.country.upper())
+        stmt = stmt.where(Lead.country == country_filter(f.country))
     if f.email:
         stmt = stmt.where(Lead.email == f.email.strip().lower())
     if f.q:
@@ -689,6 +712,13 @@ def _apply_filter(stmt: Select[Any], f: LeadFilter) -> Select[Any]:
         stmt = stmt.where(Lead.updated_at >= f.updated_after)
     if not f.include_merged:
         stmt = stmt.where(Lead.merged_into_id.is_(None))
+    if f.score_min is not None or f.score_max is not None:
+        scored = select(LeadScore.lead_id)
+        if f.score_min is not None:
+            scored = scored.where(LeadScore.total >= f.score_min)
+        if f.score_max is not None:
+            scored = scored.where(LeadScore.total <= f.score_max)
+        stmt = stmt.where(Lead.id.in_(scored))
     return stmt
 
 

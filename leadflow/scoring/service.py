@@ -54,6 +54,7 @@ from leadflow.scoring.models import (
     ScoringModelVersion,
     ThresholdFiring,
 )
+from leadflow.webhooks import service as webhooks
 
 log = logging.getLogger("leadflow.scoring")
 
@@ -1188,7 +1189,12 @@ def _apply_actions(
             )
             detail = f"enrollment in sequence {action.sequence} requested from the cadences feature"
         elif isinstance(action, core.Webhook):
-            outcome = "recorded"
+            # The delivery row is written in this transaction (an outbox): the worker sends it.
+            delivery = webhooks.enqueue_threshold(
+                session, lead, threshold, value, active.version, action, now
+            )
+            outcome, detail = "queued", f"webhook delivery {delivery.id} queued"
+            payload["delivery_id"] = delivery.id
             emit(
                 session,
                 "scoring.webhook_requested",
@@ -1197,10 +1203,7 @@ def _apply_actions(
                 secret_env=action.secret_env,
                 threshold_id=threshold.id,
                 score=value,
-            )
-            detail = (
-                "recorded and emitted as scoring.webhook_requested; this release does not deliver "
-                "webhooks itself (signed delivery with retries belongs to the webhook feature)"
+                delivery_id=delivery.id,
             )
         result.count(outcome)
         rows.append(

@@ -1,18 +1,19 @@
-"""A fast path for phone numbers in bulk imports.
+"""Phone numbers: normalization to E.164 and the time zone a number implies (pure).
 
-``phonenumbers`` parses, validates and formats a number in ~60 us, and finding its time zone costs
-as much again, because the library is written for any input in any script. An import of a million
-rows cannot afford that (it would be the slowest step by far), so this module decides the common
-case itself: ASCII digits with ordinary punctuation and an optional "x123"/"ext. 123" extension,
-in E.164/international form or in a region's national form. It replays the library's own
-algorithm (``parse``, ``is_valid_number``, ``format_number(E164)``, ``time_zones_for_number``)
-over the library's own metadata, with each region's type patterns compiled once into one regex per
-number length.
+Every capture path (API, web form, CSV import) goes through :func:`normalize_phone` and
+:func:`phone_and_timezone`. ``phonenumbers`` parses, validates and formats a number in ~60 us, and
+finding its time zone costs as much again, because the library is written for any input in any
+script. A bulk import of a million rows cannot afford that (it would be the slowest step by far),
+so this module decides the common case itself: ASCII digits with ordinary punctuation and an
+optional "x123"/"ext. 123" extension, in E.164/international form or in a region's national form.
+It replays the library's own algorithm (``parse``, ``is_valid_number``, ``format_number(E164)``,
+``time_zones_for_number``) over the library's own metadata, with each region's type patterns
+compiled once into one regex per number length.
 
 The fast path only ever *accepts*: it answers for numbers that are valid, and returns ``None``
 for anything else (unusual shapes, international dialling prefixes, national prefixes that need a
-transform rule, non-geographic numbers, invalid numbers), which then go through
-:func:`leadflow.core.contact.normalize_phone`, so error messages stay the library's. A property test
+transform rule, non-geographic numbers, invalid numbers), which then go through the library
+(:func:`library_phone`), so error messages stay the library's. A property test
 (tests/test_import_phones.py) holds both paths to the same answers.
 """
 
@@ -24,9 +25,8 @@ from functools import lru_cache
 
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberType
+from phonenumbers import timezone as pn_timezone
 from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
-
-from leadflow.core.contact import Phone, normalize_phone
 
 # Optional "(" and "+", then a digit, then digits and the usual separators; nothing else.
 _SHAPE = re.compile(r"\(?(\+)?\(?[0-9][0-9 ().\-/]*")
@@ -54,6 +54,40 @@ class _Meta:
     # library's order (first match wins, as in phonenumbers._number_type_helper).
     typed: dict[int, re.Pattern[str] | None]
     leading_digits: re.Pattern[str] | None
+
+
+@dataclass(frozen=True)
+class Phone:
+    e164: str | None  # None when the number cannot be valid
+    raw: str
+    problem: str | None = None
+
+
+def library_phone(raw: str, country: str | None = None) -> Phone:
+    """The reference: ``phonenumbers`` parse, validate and format, for any input.
+
+    A number that cannot be valid is not refused: the lead keeps the raw value and is flagged as a
+    bad-lead candidate (seeds: wrong contact data makes a bad lead, which sales then confirms).
+    """
+
+    value = raw.strip()
+    if not value:
+        return Phone(None, "", None)
+    country = country.strip().upper() if country else None  # phonenumbers wants "DE", not "de"
+    try:
+        num = phonenumbers.parse(value, country)
+    except phonenumbers.NumberParseException as exc:
+        return Phone(None, value, f"phone {value!r} cannot be parsed: {exc._msg}")
+    if not phonenumbers.is_valid_number(num):
+        where = f" for {country}" if country and not value.startswith("+") else ""
+        return Phone(None, value, f"phone {value!r} is not a valid number{where}")
+    return Phone(phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164), value, None)
+
+
+def library_timezone(e164: str) -> str | None:
+    """The reference time zone of a valid number: its only zone, else None."""
+
+    return _single(list(pn_timezone.time_zones_for_number(phonenumbers.parse(e164))))
 
 
 # phonenumbers._number_type_helper's order. Fixed line stands for FIXED_LINE and
@@ -265,7 +299,7 @@ def _valid_type(cc: int, nsn: str) -> int:
 
 
 def fast_phone(raw: str, country: str | None) -> Phone | None:
-    """The answer of :func:`normalize_phone` for a valid number, or None when undecided."""
+    """The answer of :func:`library_phone` for a valid number, or None when undecided."""
 
     region = country.strip().upper() if country else None
     parsed = _parse(raw, region)
@@ -277,10 +311,11 @@ def fast_phone(raw: str, country: str | None) -> Phone | None:
     return Phone(f"+{cc}{nsn}", raw.strip(), None)
 
 
-def normalize_phone_fast(raw: str, country: str | None) -> Phone:
-    """:func:`leadflow.core.contact.normalize_phone`, deciding the common case itself."""
+def normalize_phone(raw: str, country: str | None = None) -> Phone:
+    """Parse a phone number to E.164 in the context of the lead's country (the fast path for the
+    common case, the library for the rest; same answers)."""
 
-    return fast_phone(raw, country) or normalize_phone(raw, country)
+    return fast_phone(raw, country) or library_phone(raw, country)
 
 
 def _zones_for(cc: int, nsn: str, kind: int) -> list[str]:
@@ -308,14 +343,12 @@ def _single(zones: list[str]) -> str | None:
 
 
 def timezone_for(e164: str) -> str | None:
-    """The time zone :mod:`leadflow.core.identity` infers from a phone number (it parses the
-    E.164 form again): the number's only zone, else None."""
+    """The time zone a valid number implies (identity infers it when none is given), parsing the
+    E.164 form again as the library does: the number's only zone, else None."""
 
     parsed = _parse(e164, None)
     if parsed is None:
-        from phonenumbers import timezone as pn_timezone
-
-        return _single(list(pn_timezone.time_zones_for_number(phonenumbers.parse(e164))))
+        return library_timezone(e164)
     cc, nsn = parsed
     return _single(_zones_for(cc, nsn, _valid_type(cc, nsn)))
 
@@ -342,5 +375,5 @@ def phone_and_timezone(raw: str, country: str | None) -> tuple[Phone, str | None
             else:
                 zone = timezone_for(e164)
             return Phone(e164, raw.strip(), None), zone
-    phone = normalize_phone(raw, country)
+    phone = library_phone(raw, country)
     return phone, timezone_for(phone.e164) if phone.e164 else None

@@ -1,0 +1,1 @@
+"""Follow-up cadences: sequences, enrollments, email over SMTP, appointments."""

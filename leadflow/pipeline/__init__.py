@@ -1,0 +1,1 @@
+"""Opportunities and pipelines: convert a prospect into a deal, move it to close, forecast."""

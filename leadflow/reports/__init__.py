@@ -1,0 +1,1 @@
+"""Funnel, velocity, forecast, attribution, leaderboard and loss-reason reports (a registry)."""

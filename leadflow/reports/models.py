@@ -1,0 +1,61 @@
+"""Reporting facts: one narrow row per lead with the first time it reached each funnel stage and
+the hours it spent in each, kept in step with ``leads`` and ``stage_changes`` by an incremental
+refresh (see :mod:`leadflow.reports.facts`), so funnel and velocity reports over a million leads
+read small covering indexes instead of joining the stage history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from leadflow.db.base import Base, UTCDateTime
+
+
+class LeadFunnelFact(Base):
+    __tablename__ = "report_lead_funnel"
+
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    cohort_month: Mapped[str] = mapped_column(String(7))
+    source: Mapped[str | None] = mapped_column(String(100))
+    campaign: Mapped[str | None] = mapped_column(String(200))
+    owner_id: Mapped[int | None] = mapped_column(Integer)
+    origin: Mapped[str | None] = mapped_column(String(10))
+    stage: Mapped[str] = mapped_column(String(20))
+    # 0 lead, 1 mql, 2 sal, 3 sql, 4 opportunity, 5 won (customer): the furthest stage reached.
+    reached: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    mql_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sal_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sql_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    opp_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    won_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Whole hours spent in each stage before moving on (NULL while still there or never there).
+    hours_lead: Mapped[int | None] = mapped_column(Integer)
+    hours_mql: Mapped[int | None] = mapped_column(Integer)
+    hours_sal: Mapped[int | None] = mapped_column(Integer)
+    hours_sql: Mapped[int | None] = mapped_column(Integer)
+    hours_opp: Mapped[int | None] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_report_lead_funnel_cohort", "cohort_month", "reached"),
+        Index("ix_report_lead_funnel_source", "source", "reached", "cohort_month"),
+        Index("ix_report_lead_funnel_campaign", "campaign", "reached", "cohort_month"),
+        Index("ix_report_lead_funnel_owner", "owner_id", "cohort_month", "reached"),
+        Index("ix_report_lead_funnel_h_lead", "hours_lead"),
+        Index("ix_report_lead_funnel_h_mql", "hours_mql"),
+        Index("ix_report_lead_funnel_h_sal", "hours_sal"),
+        Index("ix_report_lead_funnel_h_sql", "hours_sql"),
+        Index("ix_report_lead_funnel_h_opp", "hours_opp"),
+    )
+
+
+class ReportState(Base):
+    """Watermarks of the incremental fact refresh."""
+
+    __tablename__ = "report_state"
+
+    key: Mapped[str] = mapped_column(String(60), primary_key=True)
+    int_value: Mapped[int | None] = mapped_column(BigInteger)
+    at_value: Mapped[datetime | None] = mapped_column(UTCDateTime())

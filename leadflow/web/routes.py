@@ -1,0 +1,483 @@
+"""The web UI's pages. Thin: parse the form, call the feature's service with the user's
+Principal inside one transaction, render a template."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+
+from leadflow.auth import service as auth
+from leadflow.auth.models import User
+from leadflow.auth.principal import Perm
+from leadflow.core import lifecycle
+from leadflow.core.engagement import ActivityType
+from leadflow.core.lifecycle import (
+    BadReason,
+    DiscoveryCall,
+    MarketingReview,
+    NeedsAssessment,
+    Origin,
+    Stage,
+)
+from leadflow.db.base import utcnow
+from leadflow.errors import InvalidInput, LeadflowError, Unauthenticated
+from leadflow.leads import accounts
+from leadflow.leads import service as leads
+from leadflow.leads.activities import ActivityFilter, list_activities, log_activity
+from leadflow.leads.service import LeadFilter
+from leadflow.scoring import service as scoring
+from leadflow.web import service as web
+from leadflow.web.core import PREFIX, CtxDep, redirect, render, sessions, web_session
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+PAGE_SIZE = 50
+CALL_OUTCOMES = ("connected", "left_voicemail", "no_answer", "wrong_number", "busy")
+SORTS = {
+    "created_at": "Created",
+    "updated_at": "Updated",
+    "stage_changed_at": "Stage changed",
+    "last_name": "Last name",
+    "id": "Id",
+}
+
+
+def _users(session: Any) -> list[User]:
+    return [u for u in auth.list_users(session) if u.active]
+
+
+# --------------------------------------------------------------------------------- sign-in
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = PREFIX + "/") -> Response:
+    return render(None, request, "login.html", next=next, error=None)
+
+
+def _safe_next(next_url: str) -> str:
+    # Only local web pages: an open redirect would make a phishing link of our sign-in page.
+    if next_url.startswith(PREFIX) and not next_url.startswith("//") and "\\" not in next_url:
+        return next_url
+    return PREFIX + "/"
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = PREFIX + "/",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    ws = web_session(request)
+    if not sessions(request).csrf_ok(ws, csrf_token):
+        return render(None, request, "login.html", 403, next=next, error="The form expired; try again.")
+    db = request.app.state.db
+    try:
+        with db.transaction() as s:
+            user = auth.authenticate_password(s, email, password)
+            uid = user.id
+    except Unauthenticated:
+        return render(
+            None, request, "login.html", 401, next=next, error="Wrong email or password.", email=email
+        )
+    sessions(request).sign_in(ws, uid)
+    return redirect(None, _safe_next(next))
+
+
+@router.post("/logout")
+def logout(ctx: CtxDep) -> Response:
+    sessions(ctx.request).sign_out(ctx.session)
+    return redirect(ctx, PREFIX + "/login")
+
+
+@router.get("/")
+def home(ctx: CtxDep) -> Response:
+    return redirect(None, PREFIX + "/leads")
+
+
+# --------------------------------------------------------------------------------- inbox
+
+
+def _float(name: str, raw: str | None) -> float | None:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidInput(name, "must be a number") from None
+
+
+def _inbox_filter(ctx: CtxDep, params: Any) -> LeadFilter:
+    stages = []
+    for raw in params.getlist("stage"):
+        if raw:
+            try:
+                stages.append(Stage(raw))
+            except ValueError:
+                raise InvalidInput("stage", f"unknown stage {raw!r}") from None
+    owner = params.get("owner") or ""
+    f = LeadFilter(
+        stage=stages or None,
+        source=params.get("source") or None,
+        q=params.get("q") or None,
+        score_min=_float("score_min", params.get("score_min")),
+        score_max=_float("score_max", params.get("score_max")),
+    )
+    if owner == "me":
+        f.owner_id = ctx.user.id
+    elif owner == "none":
+        f.unassigned = True
+    elif owner:
+        try:
+            f.owner_id = int(owner)
+        except ValueError:
+            raise InvalidInput("owner", "must be a user id, 'me' or 'none'") from None
+    return f
+
+
+def _filter_query(params: Any) -> str:
+    keep = [(k, v) for k, v in params.multi_items() if k not in ("cursor", "msg") and v != ""]
+    return urlencode(keep)
+
+
+@router.get("/leads", response_class=HTMLResponse)
+def inbox(ctx: CtxDep) -> Response:
+    params = ctx.request.query_params
+    f = _inbox_filter(ctx, params)
+    sort = params.get("sort") or "created_at"
+    descending = params.get("dir", "desc") != "asc"
+    cursor = params.get("cursor") or None
+    with ctx.db.transaction() as s:
+        page = leads.list_leads(
+            s, ctx.principal, f, sort=sort, descending=descending, cursor=cursor, limit=PAGE_SIZE
+        )
+        scores = web.scores_for(s, [lead.id for lead in page.items])
+        users = _users(s)
+        segments = web.list_segments(s, ctx.principal)
+    owners = {u.id: u for u in users}
+    query = _filter_query(params)
+    values: dict[str, Any] = {
+        "page": page,
+        "scores": scores,
+        "owners": owners,
+        "query": query,
+        "more_url": f"{PREFIX}/leads?{query}&cursor={page.next_cursor}" if page.next_cursor else None,
+    }
+    if ctx.is_htmx and ctx.request.headers.get("HX-Target") != "inbox":
+        return render(ctx, ctx.request, "_lead_rows.html", **values)
+    return render(
+        ctx,
+        ctx.request,
+        "inbox.html",
+        **values,
+        f=f,
+        params=params,
+        stages=list(Stage),
+        sorts=SORTS,
+        sort=sort,
+        descending=descending,
+        users=users,
+        segments=segments,
+        bad_reasons=list(BadReason),
+        msg=params.get("msg"),
+    )
+
+
+@router.get("/leads/count", response_class=HTMLResponse)
+def inbox_count(ctx: CtxDep) -> Response:
+    f = _inbox_filter(ctx, ctx.request.query_params)
+    with ctx.db.transaction() as s:
+        n = leads.count_leads(s, ctx.principal, f)
+    return HTMLResponse(f"{n:,} lead{'s' if n != 1 else ''}")
+
+
+@router.post("/leads/bulk")
+async def bulk(ctx: CtxDep) -> Response:
+    form = await ctx.request.form()
+    ids: list[int] = []
+    for raw in form.getlist("ids"):
+        try:
+            ids.append(int(str(raw)))
+        except ValueError:
+            raise InvalidInput("ids", "must be lead ids") from None
+    if not ids:
+        raise InvalidInput("ids", "select at least one lead")
+    if len(ids) > 1000:
+        raise InvalidInput("ids", "at most 1000 leads at once")
+    action = str(form.get("action") or "")
+    done, refused = 0, []
+    with ctx.db.transaction() as s:
+        if action == "assign":
+            raw_owner = str(form.get("owner_id") or "")
+            owner_id = int(raw_owner) if raw_owner.isdigit() else None
+            for lead_id in ids:
+                try:
+                    # One savepoint per lead: a refused lead leaves the others' changes intact.
+                    with s.begin_nested():
+                        lead = leads.get_lead(s, ctx.principal, lead_id)
+                        leads.update_lead(
+                            s,
+                            ctx.principal,
+                            lead_id,
+                            {"owner_id": owner_id},
+                            expected_version=lead.version,
+                            reason="bulk assign (web)",
+                        )
+                    done += 1
+                except (LeadflowError, lifecycle.LifecycleError) as exc:
+                    refused.append(f"#{lead_id}: {getattr(exc, 'message', exc)}")
+        elif action == "stage":
+            try:
+                target = Stage(str(form.get("stage") or ""))
+            except ValueError:
+                raise InvalidInput("stage", "choose a stage") from None
+            reason = str(form.get("reason") or "").strip() or None
+            raw_bad = str(form.get("bad_reason") or "")
+            bad = BadReason(raw_bad) if raw_bad in {b.value for b in BadReason} else None
+            for lead_id in ids:
+                try:
+                    with s.begin_nested():
+                        leads.transition_lead(
+                            s, ctx.principal, lead_id, target, reason=reason, bad_reason=bad
+                        )
+                    done += 1
+                except (LeadflowError, lifecycle.LifecycleError) as exc:
+                    refused.append(f"#{lead_id}: {getattr(exc, 'message', exc)}")
+        else:
+            raise InvalidInput("action", "must be assign or stage")
+    msg = f"{done} lead{'s' if done != 1 else ''} updated"
+    if refused:
+        msg += f"; {len(refused)} refused: " + "; ".join(refused[:5]) + (" …" if len(refused) > 5 else "")
+    back = str(form.get("back") or "")
+    return redirect(ctx, f"{PREFIX}/leads?{back}{'&' if back else ''}{urlencode({'msg': msg})}")
+
+
+@router.post("/segments")
+async def save_segment(
+    ctx: CtxDep, name: Annotated[str, Form()] = "", query: Annotated[str, Form()] = ""
+) -> Response:
+    with ctx.db.transaction() as s:
+        web.save_segment(s, ctx.principal, name, query)
+    return redirect(ctx, f"{PREFIX}/leads?{query}")
+
+
+@router.post("/segments/{segment_id}/delete")
+def delete_segment(ctx: CtxDep, segment_id: int) -> Response:
+    with ctx.db.transaction() as s:
+        web.delete_segment(s, ctx.principal, segment_id)
+    return redirect(ctx, f"{PREFIX}/leads")
+
+
+# --------------------------------------------------------------------------------- lead page
+
+
+def _lead_url(lead_id: int) -> str:
+    return f"{PREFIX}/leads/{lead_id}"
+
+
+@router.get("/leads/{lead_id}", response_class=HTMLResponse)
+def lead_page(ctx: CtxDep, lead_id: int) -> Response:
+    with ctx.db.transaction() as s:
+        lead = leads.get_lead(s, ctx.principal, lead_id)
+        if lead.merged_into_id is not None:
+            return redirect(None, _lead_url(lead.merged_into_id))
+        account = committee = None
+        if lead.account_id is not None and ctx.can(Perm.ACCOUNTS_READ):
+            account = accounts.get_account(s, ctx.principal, lead.account_id)
+            committee = leads.list_leads(
+                s, ctx.principal, LeadFilter(account_id=lead.account_id), sort="last_name", limit=25
+            ).items
+        score = scoring.explain(s, ctx.principal, lead_id, history_limit=100)
+        history = leads.stage_history(s, ctx.principal, lead_id)
+        acts = list_activities(s, ctx.principal, ActivityFilter(lead_id=lead_id), limit=30).items
+        audit = leads.lead_audit(s, ctx.principal, lead_id, limit=200) if ctx.can(Perm.AUDIT_READ) else []
+        users = _users(s)
+        legal = [
+            t
+            for t in lifecycle.legal_targets(Stage(lead.stage), Origin(lead.origin))
+            if ctx.principal.can_move_to(t)
+        ]
+    owners = {u.id: u for u in users}
+    chart = {
+        "type": "line",
+        "labels": [h.at.strftime("%Y-%m-%d %H:%M") for h in score.history],
+        "series": [
+            {"label": "Total", "data": [round(h.total, 1) for h in score.history]},
+            {"label": "Fit", "data": [round(h.fit, 1) for h in score.history]},
+            {"label": "Engagement", "data": [round(h.engagement, 1) for h in score.history]},
+        ],
+        "max": 100,
+    }
+    return render(
+        ctx,
+        ctx.request,
+        "lead.html",
+        lead=lead,
+        account=account,
+        committee=committee or [],
+        score=score,
+        chart=chart,
+        history=history,
+        activities=acts,
+        audit=audit,
+        owners=owners,
+        users=users,
+        legal=legal,
+        rules=lifecycle.ENTRY_RULES,
+        bad_reasons=list(BadReason),
+        call_outcomes=CALL_OUTCOMES,
+    )
+
+
+@router.post("/leads/{lead_id}/activities")
+async def log_touch(
+    ctx: CtxDep,
+    lead_id: int,
+    kind: Annotated[str, Form()] = "call",
+    outcome: Annotated[str, Form()] = "",
+    subject: Annotated[str, Form()] = "",
+    notes: Annotated[str, Form()] = "",
+) -> Response:
+    allowed = {
+        "call": ActivityType.CALL,
+        "email": ActivityType.EMAIL_SENT,
+        "meeting": ActivityType.MEETING,
+        "note": ActivityType.NOTE,
+    }
+    if kind not in allowed:
+        raise InvalidInput("kind", f"must be one of {', '.join(allowed)}")
+    props: dict[str, Any] = {}
+    if kind == "call":
+        if outcome not in CALL_OUTCOMES:
+            raise InvalidInput("outcome", f"must be one of {', '.join(CALL_OUTCOMES)}")
+        props["outcome"] = outcome
+    if subject.strip():
+        props["subject"] = subject.strip()[:300]
+    if notes.strip():
+        props["notes"] = notes.strip()[:5000]
+    if kind == "note" and not props.get("notes"):
+        raise InvalidInput("notes", "write the note")
+    with ctx.db.transaction() as s:
+        log_activity(s, ctx.principal, lead_id, allowed[kind], occurred_at=utcnow(), properties=props)
+    return redirect(ctx, _lead_url(lead_id))
+
+
+@router.post("/leads/{lead_id}/assign")
+def assign(
+    ctx: CtxDep, lead_id: int, owner_id: Annotated[str, Form()] = "", version: Annotated[int, Form()] = 0
+) -> Response:
+    owner = int(owner_id) if owner_id.isdigit() else None
+    with ctx.db.transaction() as s:
+        leads.update_lead(
+            s,
+            ctx.principal,
+            lead_id,
+            {"owner_id": owner},
+            expected_version=version,
+            reason="assigned in the web UI",
+        )
+    return redirect(ctx, _lead_url(lead_id))
+
+
+@router.post("/leads/{lead_id}/transition")
+def transition(
+    ctx: CtxDep,
+    lead_id: int,
+    to: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    bad_reason: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+    version: Annotated[int | None, Form()] = None,
+) -> Response:
+    try:
+        target = Stage(to)
+    except ValueError:
+        raise InvalidInput("to", "choose a stage") from None
+    bad = None
+    if bad_reason:
+        try:
+            bad = BadReason(bad_reason)
+        except ValueError:
+            raise InvalidInput(
+                "bad_reason", f"must be one of {', '.join(b.value for b in BadReason)}"
+            ) from None
+    evidence = MarketingReview(note=note.strip()) if target is Stage.MQL and note.strip() else None
+    with ctx.db.transaction() as s:
+        leads.transition_lead(
+            s,
+            ctx.principal,
+            lead_id,
+            target,
+            evidence=evidence,
+            reason=reason.strip() or None,
+            bad_reason=bad,
+            expected_version=version,
+        )
+    return redirect(ctx, _lead_url(lead_id))
+
+
+NEEDS_FIELDS = ("source", "need", "product_interest", "solution", "timeline")
+
+
+@router.post("/leads/{lead_id}/needs-assessment")
+async def needs_assessment(ctx: CtxDep, lead_id: int) -> Response:
+    form = await ctx.request.form()
+    answers = {k: str(form.get(k) or "").strip() for k in NEEDS_FIELDS}
+    missing = [k for k, v in answers.items() if not v]
+    if missing:
+        raise InvalidInput(missing[0], "answer every question of the needs assessment")
+    qualified = form.get("qualified") == "yes"
+    with ctx.db.transaction() as s:
+        if qualified:
+            leads.transition_lead(
+                s,
+                ctx.principal,
+                lead_id,
+                Stage.SAL,
+                evidence=NeedsAssessment(answers=answers, qualified=True),
+            )
+        else:
+            leads.transition_lead(
+                s,
+                ctx.principal,
+                lead_id,
+                Stage.NURTURE,
+                reason="needs assessment: no need the product meets now",
+            )
+    return redirect(ctx, _lead_url(lead_id))
+
+
+BANT = ("budget", "authority", "need", "timeline")
+
+
+@router.post("/leads/{lead_id}/discovery-call")
+async def discovery_call(ctx: CtxDep, lead_id: int) -> Response:
+    form = await ctx.request.form()
+    criteria: dict[str, Any] = {}
+    for key in BANT:
+        met = form.get(f"{key}_met") == "yes"
+        criteria[key] = {"met": met, "note": str(form.get(f"{key}_note") or "").strip()}
+    qualified = all(c["met"] for c in criteria.values())
+    with ctx.db.transaction() as s:
+        ev = DiscoveryCall(
+            framework="BANT",
+            criteria=criteria,
+            outcome="qualified" if qualified else "unqualified",
+            held_at=utcnow(),
+        )
+        if qualified:
+            leads.transition_lead(s, ctx.principal, lead_id, Stage.SQL, evidence=ev)
+        else:
+            unmet = ", ".join(k for k, c in criteria.items() if not c["met"])
+            leads.transition_lead(
+                s,
+                ctx.principal,
+                lead_id,
+                Stage.UNQUALIFIED,
+                reason=f"discovery call (BANT): not met: {unmet}",
+            )
+    return redirect(ctx, _lead_url(lead_id))
