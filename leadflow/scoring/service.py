@@ -578,18 +578,23 @@ def _read_states(session: Session, ids: Sequence[int], key: str, n_rules: int) -
 
 
 def _fetch_events(session: Session, event_ids: Sequence[int]) -> dict[int, list[core.EventRecord]]:
-    """Events by id, per lead, oldest first (the order folding needs)."""
+    """Events by id, per lead, oldest first (the order folding needs). Raw rows: the time comes
+    as epoch seconds from the SQL the bulk path uses, the properties as JSON."""
 
     out: dict[int, list[core.EventRecord]] = {}
+    epoch = _epoch_sql(session.get_bind().dialect.name)
+    from_ts = datetime.fromtimestamp
     for start in range(0, len(event_ids), 20_000):
         part = event_ids[start : start + 20_000]
-        rows = session.execute(
-            select(
-                Activity.lead_id, Activity.id, Activity.type, Activity.occurred_at, Activity.properties
-            ).where(Activity.id.in_(part))
-        ).all()
-        for lid, i, t, at, p in rows:
-            out.setdefault(int(lid), []).append(core.EventRecord(int(i), str(t), at, p))
+        rows = _raw_rows(
+            session,
+            f"SELECT act.lead_id, act.id, act.type, {epoch}, act.properties FROM activities act "
+            f"WHERE act.id IN ({_id_list(part)})",
+            {},
+        )
+        for lid, i, t, ep, p in rows:
+            props = json.loads(p) if isinstance(p, str) else p
+            out.setdefault(int(lid), []).append(core.EventRecord(int(i), str(t), from_ts(ep, UTC), props))
     for records in out.values():
         records.sort(key=lambda e: (e.occurred_at, e.id or 0))
     return out
@@ -635,12 +640,13 @@ def refresh_states(session: Session, model: core.ScoringModel, ids: Sequence[int
         return states
     records = _fetch_events(session, wanted)
     matcher = core.rule_matcher(model)
+    hls = core.half_lives_seconds(model)
     changed: list[tuple[Any, ...]] = []
     late: list[int] = []
     for lid, new_ids in fold.items():
         st = states[lid]
         recs = records.get(lid, [])
-        folded = core.fold_events(model, st.state, st.ref, recs, matcher)
+        folded = core.fold_events(model, st.state, st.ref, recs, matcher, hls)
         if folded is None:  # an event for a cap period already closed: rebuild
             late.append(lid)
             continue
@@ -656,7 +662,7 @@ def refresh_states(session: Session, model: core.ScoringModel, ids: Sequence[int
             rebuild[lid] = by_lead[lid]
     for lid, evs in rebuild.items():
         recs = records.get(lid, [])
-        folded = core.fold_events(model, core.empty_state(1, n_rules)[0], 0.0, recs, matcher)
+        folded = core.fold_events(model, core.empty_state(1, n_rules)[0], 0.0, recs, matcher, hls)
         assert folded is not None  # oldest first: nothing is late
         st = _LeadState(key, folded[1], len(evs), max(evs, default=0), _max_at(recs, -math.inf), folded[0])
         states[lid] = st
