@@ -1460,8 +1460,10 @@ def rescore_all(
     progress: ProgressFn | None = None,
     chunk: int = CHUNK,
     fire: bool = True,
+    rebuild: bool = False,
 ) -> RescoreResult:
-    """Rescore every live lead with the active model, one id range per transaction."""
+    """Rescore every live lead with the active model, one id range per transaction. ``rebuild``:
+    build the engagement states from the events even when the kept ones add up."""
 
     _require_manage(actor)
     started = time.perf_counter()
@@ -1487,7 +1489,9 @@ def rescore_all(
     t = time.perf_counter()
     build: _Build | None = None
     with db.transaction() as session:
-        reuse = session.get(EngagementBuild, key) is not None and _states_consistent(session, key)
+        reuse = (
+            not rebuild and session.get(EngagementBuild, key) is not None and _states_consistent(session, key)
+        )
         if not reuse:
             build = _build_states(session, active.model, now)
     t = result.timed("engagement state check" if reuse else "engagement state build (SQL)", t)
