@@ -3,6 +3,7 @@
     .venv/bin/python bench/reports.py                      # 1,000,000 leads (the target)
     .venv/bin/python bench/reports.py --leads 100000
     .venv/bin/python bench/reports.py --db postgresql+psycopg://user:pw@127.0.0.1/bench
+    .venv/bin/python bench/reports.py --db sqlite:////tmp/x/bench.db --reuse   # time again, no regeneration
 
 Generates ``--leads`` leads with realistic stage histories (a year of cohorts, eight sources, 96
 campaigns, lognormal times in stage, marketing leads through MQL and sales-sourced ones straight
@@ -256,7 +257,7 @@ def generate(db: Database, n: int, seed: int, now: float) -> dict[str, int]:
             (oid, f"Deal {oid}", int(ids[k]), int(ids[k]), pipe.id, st.id, owner_list[k], float(amount[j]),
              "USD", close_date, st.probability, st.forecast_category, status, why if won or lost else None,
              entered_txt[-1] if status != "open" else None, entered_txt[-1], touched,
-             src_list[k], channel, o_txt[j], entered_txt[-1], 1)
+             src_list[k], channel, o_txt[j], entered_txt[-1], 1, close_date.strftime("%Y-%m"))
         )  # fmt: skip
         for i, stg in enumerate(path):
             secs = None if i == 0 else int(enter[i] - enter[i - 1])
@@ -269,7 +270,7 @@ def generate(db: Database, n: int, seed: int, now: float) -> dict[str, int]:
         ["id", "name", "lead_id", "contact_lead_id", "pipeline_id", "stage_id", "owner_id", "amount",
          "currency", "expected_close_date", "probability", "forecast_category", "status", "close_reason",
          "closed_at", "stage_entered_at", "last_activity_at", "first_touch_source", "last_touch_source",
-         "created_at", "updated_at", "version"],
+         "created_at", "updated_at", "version", "forecast_month"],
         opp_rows,
     )  # fmt: skip
     insert(
@@ -300,6 +301,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--db", help="Database URL (default: a new SQLite file in a temp dir)")
+    ap.add_argument("--reuse", action="store_true", help="The database holds a generated set: migrate, time")
     args = ap.parse_args()
     tmp = None
     url = args.db
@@ -308,12 +310,15 @@ def main() -> int:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
     db = Database(url)
     upgrade(db.engine)
-    print(f"{db.dialect}: generating {args.leads:,} leads ({os.cpu_count()} cpus)", flush=True)
-    started = time.perf_counter()
-    counts = generate(db, args.leads, args.seed, time.time())
-    print(f"generated in {time.perf_counter() - started:.1f}s: {counts}")
+    if args.reuse:
+        print(f"{db.dialect}: reusing {url.rsplit('@', 1)[-1]}", flush=True)
+    else:
+        print(f"{db.dialect}: generating {args.leads:,} leads ({os.cpu_count()} cpus)", flush=True)
+        started = time.perf_counter()
+        counts = generate(db, args.leads, args.seed, time.time())
+        print(f"generated in {time.perf_counter() - started:.1f}s: {counts}")
     with db.transaction() as s:
-        res = refresh(s, full=True)
+        res = refresh(s, full=not args.reuse)
     print(
         f"funnel facts built: {res.leads:,} leads in {res.seconds:.1f}s "
         "(once; later refreshes are incremental)"

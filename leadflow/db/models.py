@@ -14,7 +14,7 @@ from leadflow.pipeline.models import (
     PipelineStage,
     SignalRuleRow,
 )
-from leadflow.reports.models import LeadFunnelFact, ReportState
+from leadflow.reports.models import FunnelCount, LeadFunnelFact, ReportState, StageDurationCount
 from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
 from leadflow.scoring.predictive_models import PredictiveModel
 from leadflow.tasks.models import Task
@@ -30,6 +30,7 @@ __all__ = [
     "Base",
     "BuyingSignal",
     "Enrollment",
+    "FunnelCount",
     "ImportJob",
     "Lead",
     "LeadFunnelFact",
@@ -47,6 +48,7 @@ __all__ = [
     "Sequence",
     "SignalRuleRow",
     "StageChange",
+    "StageDurationCount",
     "StepRun",
     "Task",
     "ThresholdFiring",
