@@ -16,6 +16,19 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+_OLD_INDEXES = {
+    "ix_report_lead_funnel_cohort": ["cohort_month", "reached"],
+    "ix_report_lead_funnel_source": ["source", "reached", "cohort_month"],
+    "ix_report_lead_funnel_campaign": ["campaign", "reached", "cohort_month"],
+    "ix_report_lead_funnel_owner": ["owner_id", "cohort_month", "reached"],
+    "ix_report_lead_funnel_h_lead": ["hours_lead"],
+    "ix_report_lead_funnel_h_mql": ["hours_mql"],
+    "ix_report_lead_funnel_h_sal": ["hours_sal"],
+    "ix_report_lead_funnel_h_sql": ["hours_sql"],
+    "ix_report_lead_funnel_h_opp": ["hours_opp"],
+}
+
+
 def upgrade() -> None:
     op.create_table(
         "report_funnel_counts",
@@ -36,9 +49,28 @@ def upgrade() -> None:
         sa.Column("n", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("stage", "cohort_month", "bucket", name=op.f("pk_report_stage_durations")),
     )
-    # Facts outlive an erased lead until the refresh subtracts them from the summaries.
+    # Facts outlive an erased lead until the refresh subtracts them from the summaries; the
+    # unscoped reports read the summaries, the scoped ones one covering index.
     with op.batch_alter_table("report_lead_funnel", schema=None) as batch_op:
         batch_op.drop_constraint("fk_report_lead_funnel_lead_id_leads", type_="foreignkey")
+        for name in _OLD_INDEXES:
+            batch_op.drop_index(name)
+        batch_op.create_index(
+            "ix_report_lead_funnel_owner_cover",
+            [
+                "owner_id",
+                "cohort_month",
+                "reached",
+                "source",
+                "campaign",
+                "hours_lead",
+                "hours_mql",
+                "hours_sal",
+                "hours_sql",
+                "hours_opp",
+            ],
+            unique=False,
+        )
     with op.batch_alter_table("opportunities", schema=None) as batch_op:
         batch_op.add_column(sa.Column("forecast_month", sa.String(length=7), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
@@ -89,6 +121,9 @@ def downgrade() -> None:
         batch_op.drop_index("ix_opportunities_report_open")
         batch_op.drop_column("forecast_month")
     with op.batch_alter_table("report_lead_funnel", schema=None) as batch_op:
+        batch_op.drop_index("ix_report_lead_funnel_owner_cover")
+        for name, columns in _OLD_INDEXES.items():
+            batch_op.create_index(name, columns, unique=False)
         batch_op.create_foreign_key(
             "fk_report_lead_funnel_lead_id_leads", "leads", ["lead_id"], ["id"], ondelete="CASCADE"
         )
