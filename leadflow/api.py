@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError
 
 from leadflow import __version__
+from leadflow.assignment.api import router as assignment_router
 from leadflow.auth.api import router as auth_router
 from leadflow.cadences import handlers as cadence_handlers
 from leadflow.cadences.api import public_router as cadences_public_router
@@ -27,11 +28,19 @@ from leadflow.imports.api import router as imports_router
 from leadflow.leads.api import router as leads_router
 from leadflow.leads.forms_api import public_router as forms_public_router
 from leadflow.leads.forms_api import router as forms_router
+from leadflow.ops import idempotency
+from leadflow.ops.api import router as ops_router
+from leadflow.ops.idempotency import IdempotencyMiddleware
+from leadflow.ops.logging import RequestLogMiddleware
 from leadflow.pipeline import signals as pipeline_signals
 from leadflow.pipeline.api import router as pipeline_router
+from leadflow.qualification import handoff as qualification_handoff
+from leadflow.qualification.api import public_router as qualification_public_router
+from leadflow.qualification.api import router as qualification_router
 from leadflow.reports.api import router as reports_router
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
+from leadflow.scoring.predictive_api import router as predictive_router
 from leadflow.tasks.api import router as tasks_router
 from leadflow.web.app import install as install_web
 from leadflow.webhooks.api import router as webhooks_router
@@ -78,11 +87,22 @@ def create_app(db: Database | None = None) -> FastAPI:
             {"name": "web forms", "description": "Public web-to-lead capture"},
             {"name": "users", "description": "Users, roles and API tokens"},
             {"name": "scoring", "description": "Lead scoring models, rescoring and explanations"},
+            {
+                "name": "predictive scoring",
+                "description": "Models trained on outcomes, evaluation, predictions, rule point suggestions",
+            },
+            {
+                "name": "qualification",
+                "description": "Needs assessments, discovery calls, qualification levels, handoff SLA",
+            },
+            {"name": "assignment", "description": "Lead assignment rules and rep capacity"},
             {"name": "webhooks", "description": "Signed webhook deliveries, their log and redelivery"},
             {"name": "opportunities", "description": "Pipelines, opportunities, conversion, buying signals"},
             {"name": "reports", "description": "Funnel, velocity, forecast, attribution, leaderboards"},
             {"name": "tasks", "description": "Rep tasks and the inbox; logging calls"},
             {"name": "cadences", "description": "Follow-up sequences, email, appointments, unsubscribe"},
+            {"name": "privacy", "description": "Personal data: export everything about a person"},
+            {"name": "operations", "description": "Health and readiness"},
         ],
     )
     app.state.db = database
@@ -137,7 +157,12 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(forms_public_router)
     app.include_router(scoring_router)
     app.include_router(imports_router)
+    app.include_router(qualification_router)
+    app.include_router(qualification_public_router)
+    app.include_router(assignment_router)
+    qualification_handoff.register()  # MQL -> sales queue, routing and SLA, in the move's transaction
     app.include_router(webhooks_router)
+    app.include_router(predictive_router)
     app.include_router(pipeline_router)
     app.include_router(reports_router)
     pipeline_signals.register(database)  # buying signals mark prospects ready; the rule converts
@@ -145,6 +170,12 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(cadences_router)
     app.include_router(cadences_public_router)
     install_web(app)  # the web UI under /app (after the API's error handlers: it wraps them)
+    app.include_router(ops_router)
+    # Outermost last: every request gets an id and a log line, replays included.
+    app.add_middleware(IdempotencyMiddleware, db=database)
+    app.add_middleware(RequestLogMiddleware)
+    base_openapi = app.openapi
+    app.openapi = lambda: idempotency.document(base_openapi())  # type: ignore[method-assign]
     scoring.register(database)  # rescore leads when their events arrive or they are created
     cadence_handlers.register(database)  # tasks and sequences from other features' events
     return app

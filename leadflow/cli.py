@@ -33,7 +33,9 @@ from leadflow.imports.cli import register as register_import
 from leadflow.leads import service as leads
 from leadflow.leads.models import Lead
 from leadflow.leads.schemas import LeadOut
+from leadflow.ops.cli import register as register_ops
 from leadflow.pipeline.cli import register as register_pipeline
+from leadflow.qualification.cli import register as register_qualification
 from leadflow.reports.cli import register as register_reports
 from leadflow.scoring.cli import register as register_scoring
 from leadflow.tasks.cli import register as register_tasks
@@ -127,8 +129,10 @@ def serve(
     import uvicorn
 
     from leadflow.api import create_app
+    from leadflow.ops.logging import configure_logging
 
     settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
     db = open_db()
     h, p = host or settings.host, port or settings.port
     console.print(f"Leadflow on [bold]http://{h}:{p}[/]  (API docs: http://{h}:{p}/docs)")
@@ -136,7 +140,7 @@ def serve(
 
     worker = start_embedded_worker(db)  # the embedded setup runs background jobs in-process
     try:
-        uvicorn.run(create_app(db), host=h, port=p, log_level=settings.log_level)
+        uvicorn.run(create_app(db), host=h, port=p, log_level=settings.log_level, log_config=None)
     finally:
         worker.stop()
 
@@ -442,11 +446,13 @@ def export(
 
 register_import(app)
 register_scoring(app)
+register_qualification(app)
 register_webhooks(app)
 register_pipeline(app)
 register_reports(app)
 register_tasks(app)
 register_cadences(app)
+register_ops(app)
 
 
 def main() -> None:

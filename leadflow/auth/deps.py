@@ -11,6 +11,7 @@ from leadflow.auth.principal import Perm, Principal
 from leadflow.auth.service import authenticate_token
 from leadflow.db.base import Database
 from leadflow.errors import Unauthenticated
+from leadflow.ops.logging import note_actor
 
 _bearer = HTTPBearer(auto_error=False, description="An API token: `leadflow token create`")
 
@@ -30,10 +31,13 @@ def current_principal(
         # The web UI signs in with a session; the API with a bearer token.
         principal = getattr(request.state, "principal", None)
         if isinstance(principal, Principal):
+            note_actor(principal.label)
             return principal
         raise Unauthenticated("missing bearer token (Authorization: Bearer lf_...)")
     with db.transaction() as session:
-        return authenticate_token(session, token)
+        principal = authenticate_token(session, token)
+    note_actor(principal.label)
+    return principal
 
 
 def require(perm: Perm) -> object:

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid, parseaddr
-from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from leadflow.config import Settings, get_settings
+from leadflow.config import Settings, get_settings, installation_secret
 
 
 class SendError(Exception):
@@ -119,26 +118,8 @@ def send(mail: OutgoingEmail, settings: Settings | None = None) -> None:
 # ------------------------------------------------------------------------------- unsubscribe
 
 
-def _secret(settings: Settings) -> str:
-    if settings.secret_key:
-        return settings.secret_key
-    path = Path(settings.data_dir) / "secret_key"
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(32)
-        try:
-            with path.open("x", encoding="utf-8") as fh:  # first writer wins
-                fh.write(key)
-            path.chmod(0o600)
-            return key
-        except FileExistsError:
-            return path.read_text(encoding="utf-8").strip()
-
-
 def _serializer(settings: Settings | None = None) -> URLSafeSerializer:
-    return URLSafeSerializer(_secret(settings or get_settings()), salt="leadflow-unsubscribe")
+    return URLSafeSerializer(installation_secret(settings or get_settings()), salt="leadflow-unsubscribe")
 
 
 def unsubscribe_token(lead_id: int, settings: Settings | None = None) -> str:

@@ -210,6 +210,9 @@ def load_demo(
     with db.transaction() as session:
         _ensure_empty(session)
         counts = _write(session, plan, password_hash, seed, now)
+    from leadflow.demo.cadences import add_follow_up
+
+    add_follow_up(db, now=now or utcnow(), seed=seed)  # open tasks and sequence enrollments
     by_stage = Counter(ld.steps[-1].stage.value for ld in plan.leads)
     by_origin = Counter(ld.origin.value for ld in plan.leads)
     admin = next(u for u in plan.users if u.role == "admin")

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from fastapi import Request, Response
@@ -24,7 +22,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from leadflow.auth.models import User
 from leadflow.auth.principal import Principal
 from leadflow.auth.service import principal_for
-from leadflow.config import get_settings
+from leadflow.config import installation_secret
 from leadflow.db.base import Database
 
 COOKIE = "lf_session"
@@ -34,31 +32,8 @@ CSRF_HEADER = "X-CSRF-Token"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _key_file(data_dir: Path) -> Path:
-    return data_dir / "secret_key"
-
-
 def load_secret() -> str:
-    """LEADFLOW_SECRET_KEY, else a random key kept in data_dir/secret_key (created once, 0600),
-    so sessions survive a restart and every process of one installation shares the key."""
-
-    settings = get_settings()
-    if settings.secret_key:
-        return settings.secret_key
-    path = _key_file(settings.data_dir)
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race: use its key
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as f:
-        f.write(key)
-    return key
+    return installation_secret()
 
 
 @dataclass

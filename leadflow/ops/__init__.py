@@ -1,0 +1,1 @@
+"""Operations: structured request logs, idempotency keys, backup/restore and the privacy export."""
