@@ -262,8 +262,9 @@ def generate(db: Database, n: int, seed: int, now: float) -> dict[str, int]:
         for i, stg in enumerate(path):
             secs = None if i == 0 else int(enter[i] - enter[i - 1])
             osc_rows.append(
-                (oid, path[i - 1].id if i else None, stg.id, entered_txt[i], secs, float(amount[j]))
-            )
+                (oid, path[i - 1].id if i else None, stg.id, entered_txt[i], secs, core.duration_bucket(secs),
+                 float(amount[j]))
+            )  # fmt: skip
     insert(
         db,
         "opportunities",
@@ -276,7 +277,15 @@ def generate(db: Database, n: int, seed: int, now: float) -> dict[str, int]:
     insert(
         db,
         "opportunity_stage_changes",
-        ["opportunity_id", "from_stage_id", "to_stage_id", "at", "seconds_in_previous", "amount"],
+        [
+            "opportunity_id",
+            "from_stage_id",
+            "to_stage_id",
+            "at",
+            "seconds_in_previous",
+            "duration_bucket",
+            "amount",
+        ],
         osc_rows,
     )
     if d == "postgresql":

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column
 
-from leadflow.core.pipeline import month_key
+from leadflow.core.pipeline import duration_bucket, month_key
 from leadflow.db.base import Base, JSONType, UTCDateTime, utcnow
 
 
@@ -105,17 +105,19 @@ class Opportunity(Base):
         Index("ix_opportunities_owner_status", "owner_id", "status"),
         Index("ix_opportunities_pipeline_stage", "pipeline_id", "stage_id"),
         Index("ix_opportunities_status_closed_at", "status", "closed_at"),
-        # Covering indexes of the reports (read without touching the table).
+        # Covering indexes of the reports (read without touching the table), owner second so
+        # that per-owner aggregates stream in index order.
         Index(
             "ix_opportunities_report_open",
-            "status", "forecast_month", "owner_id", "pipeline_id", "currency", "forecast_category",
+            "status", "owner_id", "forecast_month", "pipeline_id", "currency", "forecast_category",
             "amount", "probability",
         ),
         Index(
             "ix_opportunities_report_closed",
-            "status", "closed_at", "owner_id", "pipeline_id", "currency", "close_reason", "amount",
-            "created_at", "first_touch_source", "last_touch_source",
+            "status", "owner_id", "closed_at", "pipeline_id", "currency", "amount", "created_at",
+            "close_reason", "first_touch_source", "last_touch_source",
         ),
+        Index("ix_opportunities_stale", "status", "stage_id", "last_activity_at"),
     )  # fmt: skip
 
 
@@ -139,12 +141,18 @@ class OpportunityStageChange(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     reason_key: Mapped[str | None] = mapped_column(String(60))
     seconds_in_previous: Mapped[int | None] = mapped_column(Integer)
+    duration_bucket: Mapped[int | None] = mapped_column(Integer)  # of seconds_in_previous, for velocity
     amount: Mapped[float | None] = mapped_column(Numeric(16, 2, asdecimal=False))
 
     __table_args__ = (
         Index("ix_opportunity_stage_changes_opp_at", "opportunity_id", "at"),
-        Index("ix_opportunity_stage_changes_from", "from_stage_id", "seconds_in_previous"),
+        Index("ix_opportunity_stage_changes_from_bucket", "from_stage_id", "duration_bucket"),
     )
+
+
+@event.listens_for(OpportunityStageChange, "before_insert")
+def _bucket(_mapper: Any, _conn: Any, change: OpportunityStageChange) -> None:
+    change.duration_bucket = duration_bucket(change.seconds_in_previous)
 
 
 class BuyingSignal(Base):

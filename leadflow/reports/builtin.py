@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from leadflow.auth.principal import Principal
@@ -231,14 +231,11 @@ def velocity(session: Session, actor: Principal, p: dict[str, Any]) -> ReportRes
         .order_by(PipelineStage.pipeline_id, PipelineStage.position)
     ).all()
     if stages:
-        hours = OpportunityStageChange.seconds_in_previous // 3600  # whole hours (integer division)
+        osc = OpportunityStageChange
         stmt2 = (
-            select(OpportunityStageChange.from_stage_id, hours, func.count())
-            .where(
-                OpportunityStageChange.from_stage_id.in_([s.id for s in stages]),
-                OpportunityStageChange.seconds_in_previous.is_not(None),
-            )
-            .group_by(OpportunityStageChange.from_stage_id, hours)
+            select(osc.from_stage_id, osc.duration_bucket, func.count())
+            .where(osc.from_stage_id.in_([s.id for s in stages]), osc.duration_bucket.is_not(None))
+            .group_by(osc.from_stage_id, osc.duration_bucket)
         )
         if owners is not None:
             stmt2 = stmt2.join(Opportunity, Opportunity.id == OpportunityStageChange.opportunity_id).where(
@@ -416,20 +413,27 @@ def stale_deals(session: Session, actor: Principal, p: dict[str, Any]) -> Report
     )
     if not stages:
         return _stale_result([])
-    idle_since = func.coalesce(Opp.last_activity_at, Opp.stage_entered_at)
-    cond = or_(
-        *(and_(Opp.stage_id == s.id, idle_since < now - timedelta(days=s.rotting_days or 0)) for s in stages)
-    )
-    stmt = (
-        select(Opp)
-        .where(Opp.status == "open", cond)
-        .order_by(idle_since, Opp.id)
-        .limit(max(1, min(p["limit"], 5000)))
-    )
+    # One index range per rotting stage (status, stage, last touch), merged here: every service
+    # write sets last_activity_at, so it is the deal's last touch.
+    limit = max(1, min(p["limit"], 5000))
     vis = pipelines.visibility_clause(actor)
-    if vis is not None:
-        stmt = stmt.where(vis)
-    opps = list(session.scalars(stmt))
+    opps: list[Opportunity] = []
+    for st in stages:
+        stmt = (
+            select(Opp)
+            .where(
+                Opp.status == "open",
+                Opp.stage_id == st.id,
+                Opp.last_activity_at < now - timedelta(days=st.rotting_days or 0),
+            )
+            .order_by(Opp.last_activity_at)
+            .limit(limit)
+        )
+        if vis is not None:
+            stmt = stmt.where(vis)
+        opps.extend(session.scalars(stmt))
+    opps.sort(key=lambda o: (o.last_activity_at or o.stage_entered_at, o.id))
+    opps = opps[:limit]
     by_id = {s.id: s for s in stages}
     names = user_names(session, {o.owner_id for o in opps})
     today = now.date()
