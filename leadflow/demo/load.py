@@ -22,6 +22,7 @@ from leadflow.demo.generate import DemoData, LeadPlan, generate
 from leadflow.errors import Conflict
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
 from leadflow.leads.service import SNAPSHOT_FIELDS
+from leadflow.qualification.demo import DemoRecords
 
 SYSTEM_LABEL = "system"
 
@@ -312,12 +313,26 @@ def _write(session: Session, plan: DemoData, password_hash: str) -> dict[str, in
     lead_rows = [_lead_row(ld, user_ids, account_ids) for ld in plan.leads]
     lead_ids = _insert_returning_ids(session, Lead, lead_rows)
 
+    # Needs assessments and discovery calls first: the stage changes cite their ids.
+    records = DemoRecords()
+    for lead, lead_id in zip(plan.leads, lead_ids, strict=True):
+        records.add_lead(
+            lead_id,
+            lead.steps,
+            owner_id=user_ids[lead.owner] if lead.owner is not None else None,
+            actor_ids=[who(step.actor, step.label)[0] for step in lead.steps],
+            buying_role=lead.buying_role,
+            touches=[(act.type, act.at) for act in lead.activities],
+            source=lead.source,
+        )
+    records.insert(session, _insert_returning_ids)
+
     stage_rows: list[dict[str, Any]] = []
     activity_rows: list[dict[str, Any]] = []
     for lead, lead_id, row in zip(plan.leads, lead_ids, lead_rows, strict=True):
         status: dict[str, Any] = {"stage": None, "status_reason": None, "bad_reason": None}
         for step in lead.steps:
-            evidence = evidence_to_dict(step.evidence)
+            evidence = records.link(step.evidence, evidence_to_dict(step.evidence))
             actor_id, label = who(step.actor, step.label)
             stage_rows.append(
                 {
@@ -389,6 +404,7 @@ def _write(session: Session, plan: DemoData, password_hash: str) -> dict[str, in
     activity_rows.sort(key=lambda r: r["occurred_at"])
     for n, arow in enumerate(activity_rows, 1):
         arow["external_id"] = f"demo-{n}"
+    records.finish(session, _insert)
     return {
         "web_forms": len(form_ids),
         "stage_changes": _insert(session, StageChange, stage_rows),
