@@ -235,7 +235,7 @@ def test_import_qualify_convert_and_drag_across_the_kanban(page: Page, live: Liv
 def test_dashboard_draws_its_charts(page: Page, live: Live) -> None:
     sign_in(page, live, "admin")
     page.get_by_role("link", name="Dashboards").click()
-    for chart in ("chart-funnel", "chart-sources", "chart-scores"):
+    for chart in ("chart-funnel", "chart-sources", "chart-scores", "chart-report-funnel"):
         canvas = page.locator(f'canvas[data-chart="{chart}"]')
         expect(canvas).to_have_attribute("data-drawn", "1")
         drawn = page.evaluate(

@@ -109,5 +109,6 @@
 
   function init(root) { drawCharts(root); selectAll(root); kanban(root); foldOnPhone(root); }
   document.addEventListener("DOMContentLoaded", function () { init(document); });
-  document.addEventListener("htmx:afterSettle", function (e) { init(e.target || document); });
+  // Every init step skips what it already handled, so the whole document is cheap to rescan.
+  document.addEventListener("htmx:afterSettle", function () { init(document); });
 })();
