@@ -5,16 +5,23 @@
     .venv/bin/python bench/rescore.py --db postgresql+psycopg://user:pw@127.0.0.1/bench
 
 Leads, accounts and events are generated with NumPy and written with bulk inserts straight into a
-fresh, migrated database (no services: this measures scoring, not capture). Then:
+fresh, migrated database (no services: this measures scoring, not capture). Then, each with wall
+and CPU time and the load average (the machine is shared):
 
 1. a full rescore with the default model, silent (no threshold actions: every lead starts armed,
-   so a first scoring would fire for every lead already above a line);
-2. a full rescore after activating a changed model (fit weighted higher), acting on crossings
-   (MQL moves through the lifecycle service, task and sequence requests as domain events);
-3. event ingest through the batch service (``activities.ingest``, 10,000 events per batch, the
-   API's maximum) with incremental rescoring of the touched leads after each commit, as the API
-   runs it. ``--http`` sends the same batches through the HTTP API in-process instead.
+   so a first scoring would fire for every lead already above a line). The events were written
+   behind the scorer's back, so this one builds the engagement state with one pass over the
+   events, as after a change of the engagement rules;
+2. the daily decay refresh: a full rescore a day later, from the kept state (no event pass);
+3. a full rescore after activating a changed model that keeps the engagement rules (fit weighted
+   higher), acting on crossings (MQL moves through the lifecycle service, task and sequence
+   requests as domain events), unless ``--skip-actions``;
+4. event ingest through the batch service (``activities.ingest``, 10,000 events per batch, the
+   API's maximum, dated over the last few hours as a live stream is) with incremental rescoring
+   of the touched leads after each commit, as the API runs it. ``--http`` sends the same batches
+   through the HTTP API in-process instead; ``--no-scoring`` ingests without scoring.
 
+``--dir DIR`` keeps the SQLite file; ``--reuse`` then measures again on it without generating.
 PostgreSQL: the database must exist and be empty; the script runs the migrations and drops
 nothing. Results are documented in docs/PERFORMANCE.md.
 """
@@ -22,6 +29,7 @@ nothing. Results are documented in docs/PERFORMANCE.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -33,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import delete
 
 from leadflow.auth.principal import SYSTEM
 from leadflow.core import scoring as core
@@ -41,6 +50,7 @@ from leadflow.db.base import Database
 from leadflow.db.migrate import upgrade
 from leadflow.leads import activities
 from leadflow.scoring import service as scoring
+from leadflow.scoring.models import EngagementBuild
 
 TITLES = [
     "CEO", "CTO", "Founder", "VP Sales", "VP of Marketing", "Head of Growth", "Director of Operations",
@@ -145,14 +155,16 @@ def generate(db: Database, n_leads: int, n_events: int, seed: int, now: datetime
         kind = rng.choice(len(names), size=k, p=weights)
         age = (rng.random(k) ** 2 * year).astype(np.int64)  # more recent events are more common
         url = rng.integers(0, len(URLS), k)
-        base = now.timestamp()
-        rows2 = []
-        for j in range(k):
-            at = datetime.fromtimestamp(base - int(age[j]), UTC)
-            name = names[kind[j]]
-            rows2.append(
-                (int(lead[j]), name, ts(d, at), url_json[url[j]] if name == "page_view" else None, stamp)
-            )
+        # Timestamps as text in bulk (the storage format of UTCDateTime), not one datetime per event.
+        at = np.datetime64(now.replace(tzinfo=None), "us") - age.astype("timedelta64[s]")
+        stamps = np.char.replace(np.datetime_as_string(at, unit="us"), "T", " ")
+        if d == "postgresql":
+            stamps = np.char.add(stamps, "+00:00")
+        kinds = np.array(names, dtype=object)[kind]
+        props = np.where(kind == names.index("page_view"), np.array(url_json, dtype=object)[url], None)
+        rows2 = list(
+            zip(lead.tolist(), kinds.tolist(), stamps.tolist(), props.tolist(), [stamp] * k, strict=True)
+        )
         insert(db, "activities", ["lead_id", "type", "occurred_at", "properties", "created_at"], rows2)
         print(f"  events {start + k:>11,} / {n_events:,}", flush=True)
     if d == "postgresql":
@@ -177,6 +189,10 @@ def progress_printer(label: str) -> scoring.ProgressFn:
     return show
 
 
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -194,6 +210,11 @@ def main() -> None:
     ap.add_argument("--http", action="store_true", help="ingest through the HTTP API (in-process) instead")
     ap.add_argument("--skip-actions", action="store_true", help="skip the rescore that acts on crossings")
     ap.add_argument("--no-scoring", action="store_true", help="ingest without incremental scoring (baseline)")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --dir or --db: keep a database generated by an earlier run (skip generation)",
+    )
     args = ap.parse_args()
 
     tmp = None
@@ -203,51 +224,70 @@ def main() -> None:
         folder = Path(args.dir) if args.dir else Path(tmp := tempfile.mkdtemp(prefix="lf-rescore-"))
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "rescore.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        if not args.reuse:
+            for suffix in ("", "-wal", "-shm", ".now"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
         url = f"sqlite:///{path}"
     db = Database(url)
     upgrade(db.engine)
-    now = datetime.now(UTC)
+    with db.engine.connect() as conn:
+        existing = conn.exec_driver_sql("SELECT count(*) FROM leads").scalar() or 0
     version = sys.version.split()[0]
-    print(f"database: {db.dialect}; {args.leads:,} leads, {args.events:,} events; python {version}")
-
-    t = time.perf_counter()
-    generate(db, args.leads, args.events, args.seed, now)
-    print(f"generated in {time.perf_counter() - t:.1f}s")
-
-    t = time.perf_counter()
-    res = scoring.rescore_all(
-        db, SYSTEM, as_of=now, chunk=args.chunk, fire=False, progress=progress_printer("rescore")
+    # The generation time, for --reuse (events are dated relative to it).
+    stamp_file = (
+        Path(tempfile.gettempdir()) / f"lf-rescore-{hashlib.sha256(url.encode()).hexdigest()[:16]}.now"
     )
-    took = time.perf_counter() - t
-    print(
-        f"FULL RESCORE (silent): {res.leads:,} leads, {args.events:,} events in {took:.2f}s "
-        f"= {res.leads / took:,.0f} leads/s; {res.changed:,} history points; peak RSS {rss_mib():,.0f} MiB"
-    )
-    print("  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items()))
+    if args.reuse and existing:
+        now = datetime.fromisoformat(stamp_file.read_text()) if stamp_file.exists() else datetime.now(UTC)
+        args.leads = int(existing)
+        with db.engine.connect() as conn:
+            args.events = int(conn.exec_driver_sql("SELECT count(*) FROM activities").scalar() or 0)
+        print(
+            f"database: {db.dialect}; reusing {args.leads:,} leads, {args.events:,} events; python {version}"
+        )
+    else:
+        now = datetime.now(UTC)
+        print(f"database: {db.dialect}; {args.leads:,} leads, {args.events:,} events; python {version}")
+        t = time.perf_counter()
+        generate(db, args.leads, args.events, args.seed, now)
+        stamp_file.write_text(now.isoformat())
+        print(f"generated in {time.perf_counter() - t:.1f}s")
 
+    def rescore(label: str, as_of: datetime, fire: bool) -> None:
+        t, cpu = time.perf_counter(), time.process_time()
+        res = scoring.rescore_all(
+            db, SYSTEM, as_of=as_of, chunk=args.chunk, fire=fire, progress=progress_printer("rescore")
+        )
+        took, cpu = time.perf_counter() - t, time.process_time() - cpu
+        print(
+            f"FULL RESCORE, {label}: {res.leads:,} leads, {args.events:,} events in {took:.2f}s wall, "
+            f"{cpu:.2f}s CPU = {res.leads / took:,.0f} leads/s; engagement "
+            f"{'rebuilt from the events' if res.rebuilt else 'from the kept state'}; {res.changed:,} history "
+            f"points, {res.crossings:,} crossings; peak RSS {rss_mib():,.0f} MiB; load {load()}"
+        )
+        print("  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items()))
+
+    # 1. The first rescore builds the engagement state with one pass over the events (as after a
+    #    change of the engagement rules); silent: every lead starts armed.
+    with db.transaction() as s:
+        s.execute(delete(EngagementBuild))
+    rescore("engagement state built (silent)", now, False)
+    # 2. The nightly decay refresh: a day later, no event pass.
+    rescore("a day later, decay refresh (silent)", now + timedelta(days=1), False)
     if not args.skip_actions:
+        # 3. A model change that keeps the engagement rules (fit weighted higher), acting.
         doc = core.default_model().to_document()
         doc["name"] = "Fit weighted"
         doc["weights"] = {"fit": 0.6, "engagement": 0.4}
         with db.transaction() as s:
             scoring.save_model(s, SYSTEM, doc, activate=True)
-        t = time.perf_counter()
-        res = scoring.rescore_all(
-            db, SYSTEM, as_of=now, chunk=args.chunk, progress=progress_printer("rescore")
-        )
-        took = time.perf_counter() - t
-        print(
-            f"FULL RESCORE after a model change, acting: {res.leads:,} leads in {took:.2f}s; "
-            f"{res.changed:,} changed, {res.crossings:,} crossings, actions {res.actions}"
-        )
-        print("  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items()))
+        rescore("after a model change (weights), acting", now + timedelta(days=1), True)
 
     # Ingest: batches of events for random leads, incremental scoring after each commit.
     if not args.no_scoring:
         scoring.register(db)
     rng = np.random.default_rng(args.seed + 1)
+    run = time.time_ns()  # fresh external ids: a reused database has the last run's
     batches = []
     for b in range(0, args.ingest, args.batch):
         k = min(args.batch, args.ingest - b)
@@ -260,14 +300,14 @@ def main() -> None:
                 {
                     "lead_id": int(lead[j]),
                     "type": str(kind[j]),
-                    "occurred_at": (now - timedelta(minutes=int(j))).isoformat(),
+                    "occurred_at": (now - timedelta(seconds=int(j))).isoformat(),
                     "properties": {"url": "/pricing"} if kind[j] == "page_view" else None,
-                    "external_id": f"bench-{args.seed}-{b + j}",
+                    "external_id": f"bench-{run}-{b + j}",
                 }
                 for j in range(k)
             ]
         )
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     if args.http:
         from fastapi.testclient import TestClient
 
@@ -279,7 +319,7 @@ def main() -> None:
             user = auth.create_user(s, SYSTEM, name="Bench", email="bench@leadflow.example", role=Role.ADMIN)
             token = auth.create_token(s, SYSTEM, user.id, name="bench").token
         with TestClient(create_app(db)) as client:
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             for batch in batches:
                 r = client.post(
                     "/api/events", json={"events": batch}, headers={"Authorization": f"Bearer {token}"}
@@ -290,11 +330,13 @@ def main() -> None:
             with db.transaction() as s:
                 out = activities.ingest(s, SYSTEM, batch)
                 assert not out.errors, out.errors[:3]
-    took = time.perf_counter() - t
+    took, cpu = time.perf_counter() - t, time.process_time() - cpu
     print(
         f"INGEST{' (HTTP)' if args.http else ''}: {args.ingest:,} events in {len(batches)} batches "
-        f"of {args.batch:,} in {took:.2f}s = {args.ingest / took:,.0f} events/s, "
+        f"of {args.batch:,} in {took:.2f}s wall, {cpu:.2f}s CPU = {args.ingest / took:,.0f} events/s "
+        f"({args.ingest / cpu:,.0f} per CPU second), "
         + ("without scoring (--no-scoring)" if args.no_scoring else "incremental scoring included")
+        + f"; load {load()}"
     )
     scoring.unregister(db)
     db.dispose()

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError
 
 from leadflow import __version__
+from leadflow.assignment.api import router as assignment_router
 from leadflow.auth.api import router as auth_router
 from leadflow.cadences import handlers as cadence_handlers
 from leadflow.cadences.api import public_router as cadences_public_router
@@ -33,6 +34,9 @@ from leadflow.ops.idempotency import IdempotencyMiddleware
 from leadflow.ops.logging import RequestLogMiddleware
 from leadflow.pipeline import signals as pipeline_signals
 from leadflow.pipeline.api import router as pipeline_router
+from leadflow.qualification import handoff as qualification_handoff
+from leadflow.qualification.api import public_router as qualification_public_router
+from leadflow.qualification.api import router as qualification_router
 from leadflow.reports.api import router as reports_router
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
@@ -87,6 +91,11 @@ def create_app(db: Database | None = None) -> FastAPI:
                 "name": "predictive scoring",
                 "description": "Models trained on outcomes, evaluation, predictions, rule point suggestions",
             },
+            {
+                "name": "qualification",
+                "description": "Needs assessments, discovery calls, qualification levels, handoff SLA",
+            },
+            {"name": "assignment", "description": "Lead assignment rules and rep capacity"},
             {"name": "webhooks", "description": "Signed webhook deliveries, their log and redelivery"},
             {"name": "opportunities", "description": "Pipelines, opportunities, conversion, buying signals"},
             {"name": "reports", "description": "Funnel, velocity, forecast, attribution, leaderboards"},
@@ -148,6 +157,10 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(forms_public_router)
     app.include_router(scoring_router)
     app.include_router(imports_router)
+    app.include_router(qualification_router)
+    app.include_router(qualification_public_router)
+    app.include_router(assignment_router)
+    qualification_handoff.register()  # MQL -> sales queue, routing and SLA, in the move's transaction
     app.include_router(webhooks_router)
     app.include_router(predictive_router)
     app.include_router(pipeline_router)

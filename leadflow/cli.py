@@ -35,6 +35,7 @@ from leadflow.leads.models import Lead
 from leadflow.leads.schemas import LeadOut
 from leadflow.ops.cli import register as register_ops
 from leadflow.pipeline.cli import register as register_pipeline
+from leadflow.qualification.cli import register as register_qualification
 from leadflow.reports.cli import register as register_reports
 from leadflow.scoring.cli import register as register_scoring
 from leadflow.tasks.cli import register as register_tasks
@@ -445,6 +446,7 @@ def export(
 
 register_import(app)
 register_scoring(app)
+register_qualification(app)
 register_webhooks(app)
 register_pipeline(app)
 register_reports(app)

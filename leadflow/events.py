@@ -38,8 +38,28 @@ def unsubscribe(name: str, handler: Handler) -> None:
         _handlers[name].remove(handler)
 
 
+# Reactions that must commit or roll back with the change that raised the event (an assignment
+# made when a lead becomes MQL, audited atomically with the move) run inside the emitting
+# transaction, at once; an exception there fails the whole unit of work.
+InlineHandler = Callable[[Session, DomainEvent], None]
+_inline: dict[str, list[InlineHandler]] = defaultdict(list)
+
+
+def subscribe_in_transaction(name: str, handler: InlineHandler) -> None:
+    if handler not in _inline[name]:
+        _inline[name].append(handler)
+
+
+def unsubscribe_in_transaction(name: str, handler: InlineHandler) -> None:
+    if handler in _inline.get(name, []):
+        _inline[name].remove(handler)
+
+
 def emit(session: Session, name: str, **payload: Any) -> None:
-    session.info.setdefault("pending_events", []).append(DomainEvent(name, payload))
+    event = DomainEvent(name, payload)
+    session.info.setdefault("pending_events", []).append(event)
+    for handler in list(_inline.get(name, ())):
+        handler(session, event)
 
 
 # Events belong to the transaction that raised them: a rolled-back SAVEPOINT drops the events

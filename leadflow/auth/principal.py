@@ -24,6 +24,8 @@ class Perm(StrEnum):
     AUDIT_READ = "audit:read"
     FORMS_ADMIN = "forms:admin"
     USERS_ADMIN = "users:admin"
+    QUALIFICATION_ADMIN = "qualification:admin"  # questionnaires, frameworks, ICP, handoff SLA
+    ASSIGNMENT_ADMIN = "assignment:admin"  # assignment rules and rep capacities
     OPPORTUNITIES_READ = "opportunities:read"
     OPPORTUNITIES_WRITE = "opportunities:write"
     PIPELINES_ADMIN = "pipelines:admin"

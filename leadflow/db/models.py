@@ -1,5 +1,6 @@
 """Imports every feature's models so that Alembic and ``create_all`` see the whole schema."""
 
+from leadflow.assignment.models import AssignmentRule, RepCapacity
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import ApiToken, User
 from leadflow.cadences.models import Appointment, Enrollment, Sequence, StepRun, WorkingHoursRow
@@ -15,8 +16,24 @@ from leadflow.pipeline.models import (
     PipelineStage,
     SignalRuleRow,
 )
-from leadflow.reports.models import LeadFunnelFact, ReportState
-from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.qualification.models import (
+    AssessmentRecord,
+    DiscoveryCallRecord,
+    FrameworkDef,
+    Handoff,
+    LeadQualification,
+    QualificationSetting,
+    QuestionnaireDef,
+)
+from leadflow.reports.models import FunnelCount, LeadFunnelFact, ReportState, StageDurationCount
+from leadflow.scoring.models import (
+    EngagementBuild,
+    LeadEngagement,
+    LeadScore,
+    ScoreHistory,
+    ScoringModelVersion,
+    ThresholdFiring,
+)
 from leadflow.scoring.predictive_models import PredictiveModel
 from leadflow.tasks.models import Task
 from leadflow.web.models import SavedSegment
@@ -27,14 +44,23 @@ __all__ = [
     "Activity",
     "ApiToken",
     "Appointment",
+    "AssessmentRecord",
+    "AssignmentRule",
     "AuditEntry",
     "Base",
     "BuyingSignal",
+    "DiscoveryCallRecord",
+    "EngagementBuild",
     "Enrollment",
+    "FrameworkDef",
+    "FunnelCount",
+    "Handoff",
     "IdempotencyKey",
     "ImportJob",
     "Lead",
+    "LeadEngagement",
     "LeadFunnelFact",
+    "LeadQualification",
     "LeadScore",
     "Opportunity",
     "OpportunityStageChange",
@@ -42,6 +68,9 @@ __all__ = [
     "Pipeline",
     "PipelineStage",
     "PredictiveModel",
+    "QualificationSetting",
+    "QuestionnaireDef",
+    "RepCapacity",
     "ReportState",
     "SavedSegment",
     "ScoreHistory",
@@ -49,6 +78,7 @@ __all__ = [
     "Sequence",
     "SignalRuleRow",
     "StageChange",
+    "StageDurationCount",
     "StepRun",
     "Task",
     "ThresholdFiring",

@@ -169,6 +169,7 @@ def run(
 def _load_builtins() -> None:
     # Importing the module registers its reports; other features register theirs on import of
     # their own reports module (listed here so that every entry point sees them).
+    import leadflow.qualification.reports
     import leadflow.reports.builtin  # noqa: F401
 
 
