@@ -57,6 +57,11 @@ PARAM_KINDS: dict[str, str] = {
     "form_key": "public",
     "version": "model",
     "path": "public",  # static files
+    "opp_id": "own",  # opportunities: visibility by deal owner (tests/test_pipeline.py)
+    "ref": "model",  # pipelines: configuration
+    "kind": "model",  # won/lost reasons: configuration
+    "key": "model",
+    "name": "model",  # report names
 }
 
 _LEAD_KEYS = re.compile(r"^(lead_id|loser_id|winner_id|lead)$")
