@@ -40,6 +40,7 @@ from leadflow.qualification.api import router as qualification_router
 from leadflow.reports.api import router as reports_router
 from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
+from leadflow.scoring.predictive_api import router as predictive_router
 from leadflow.tasks.api import router as tasks_router
 from leadflow.web.app import install as install_web
 from leadflow.webhooks.api import router as webhooks_router
@@ -86,6 +87,10 @@ def create_app(db: Database | None = None) -> FastAPI:
             {"name": "web forms", "description": "Public web-to-lead capture"},
             {"name": "users", "description": "Users, roles and API tokens"},
             {"name": "scoring", "description": "Lead scoring models, rescoring and explanations"},
+            {
+                "name": "predictive scoring",
+                "description": "Models trained on outcomes, evaluation, predictions, rule point suggestions",
+            },
             {
                 "name": "qualification",
                 "description": "Needs assessments, discovery calls, qualification levels, handoff SLA",
@@ -157,6 +162,7 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(assignment_router)
     qualification_handoff.register()  # MQL -> sales queue, routing and SLA, in the move's transaction
     app.include_router(webhooks_router)
+    app.include_router(predictive_router)
     app.include_router(pipeline_router)
     app.include_router(reports_router)
     pipeline_signals.register(database)  # buying signals mark prospects ready; the rule converts

@@ -390,3 +390,15 @@ def test_move_at_time_records_time_in_stage(db: Database, rep: Actor) -> None:
         ).first()
         assert ch is not None and ch.seconds_in_previous is not None
         assert abs(ch.seconds_in_previous - 3 * 86400) < 60
+
+
+def test_deals_follow_a_merge(db: Database, client: TestClient, rep: Actor, admin: Actor) -> None:
+    opp_id = _open(db, rep, "m@merge-corp.io")
+    with db.transaction() as s:
+        loser = s.get(Opportunity, opp_id).lead_id  # type: ignore[union-attr]
+        winner = leads.create_lead(s, rep.principal, {"email": "m2@merge-corp.io"}).lead.id
+    r = client.post(f"/api/leads/{winner}/merge", json={"loser_id": loser}, headers=admin.headers)
+    assert r.status_code == 200, r.text
+    with db.transaction() as s:
+        opp = s.get(Opportunity, opp_id)
+        assert opp is not None and opp.lead_id == winner and opp.contact_lead_id == winner

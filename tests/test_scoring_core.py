@@ -3,6 +3,8 @@ explanations, and the agreement of the per-lead and the vectorized paths."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -517,3 +519,122 @@ def test_vectorized_handles_no_events_and_missing_columns() -> None:
         "email",
         "unsubscribed",
     ]
+
+
+# ------------------------------------------------------------------------------ rolled-forward state
+
+
+def _records(evs: list[tuple[str, float, Any]], first_id: int = 0) -> list[sc.EventRecord]:
+    return [
+        sc.EventRecord(first_id + k, t, NOW - timedelta(days=d), None if u is None else {"url": u})
+        for k, (t, d, u) in enumerate(evs)
+    ]
+
+
+def _state_points(m: sc.ScoringModel, state: Any, ref: float, as_of: datetime) -> list[float]:
+    return list(sc.engagement_points_from_state(m, state[None], np.array([ref]), as_of)[0])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model_st,
+    st.lists(event_st, max_size=25),
+    st.lists(st.integers(0, 25), max_size=4),
+    st.floats(0, 60),
+)
+def test_rolled_forward_state_equals_full_recomputation(
+    m: sc.ScoringModel, evs: list[tuple[str, float, Any]], cuts: list[int], later: float
+) -> None:
+    """Events arrive in batches (in time order, as they happen); the state rolled forward batch by
+    batch scores every rule as a full recomputation from all the events does, at any later time;
+    a batch reaching back before a rule's open period asks for a rebuild, and the rebuild (all
+    events folded into an empty state) agrees too."""
+
+    # Oldest first (ages descending), then cut into batches.
+    records = _records(sorted(evs, key=lambda e: -e[1]))
+    bounds = [0, *sorted(c for c in cuts if c <= len(records)), len(records)]
+    state, ref = sc.empty_state(1, len(m.engagement.rules))[0], 0.0
+    for lo, hi in itertools.pairwise(bounds):
+        folded = sc.fold_events(m, state, ref, records[lo:hi])
+        assert folded is not None  # in time order nothing is late
+        state, ref = folded
+    as_of = NOW + timedelta(days=later)
+    if records:
+        as_of = max(as_of, max(r.occurred_at for r in records))  # no event after as_of
+    full = sc.score_lead(m, {}, records, as_of)
+    want = {r.rule_id: r.points for r in full.reasons if r.kind == "engagement"}
+    got = _state_points(m, state, ref, as_of)
+    for j, rule in enumerate(m.engagement.rules):
+        assert got[j] == pytest.approx(want.get(rule.id, 0.0), rel=1e-9, abs=1e-9), rule
+    # Out of order: either folded exactly or refused (then rebuilt from every event).
+    shuffled = list(reversed(records))
+    state2, ref2 = sc.empty_state(1, len(m.engagement.rules))[0], 0.0
+    for i, r in enumerate(shuffled):
+        folded = sc.fold_events(m, state2, ref2, [r])
+        if folded is None:  # rebuild from the events there are so far
+            so_far = sorted(shuffled[: i + 1], key=lambda e: e.occurred_at)
+            folded = sc.fold_events(m, sc.empty_state(1, len(m.engagement.rules))[0], 0.0, so_far)
+            assert folded is not None
+        state2, ref2 = folded
+    got2 = _state_points(m, state2, ref2, as_of)
+    for j, rule in enumerate(m.engagement.rules):
+        assert got2[j] == pytest.approx(want.get(rule.id, 0.0), rel=1e-9, abs=1e-9), rule
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_st, st.lists(st.lists(event_st, max_size=15), min_size=1, max_size=5))
+def test_state_built_from_groups_equals_folding(
+    m: sc.ScoringModel, events: list[list[tuple[str, float, Any]]]
+) -> None:
+    """The bulk build (grouped counts and sums, as SQL hands them over) and the incremental fold
+    make states that score alike."""
+
+    n = len(events)
+    hls = [sc.DAY * h if (h := m.half_life(r)) is not None else math.inf for r in m.engagement.rules]
+    ref = NOW.timestamp()
+    keys: dict[tuple[int, int, float], list[float]] = {}
+    for i, evs in enumerate(events):
+        for rec in _records(evs):
+            t = rec.occurred_at.timestamp()
+            hits = sc.rule_matcher(m)(rec)
+            assert hits == sc.event_rules(m, rec)
+            for j in hits:
+                cap = m.engagement.rules[j].cap
+                p = float(sc.period_of(t, cap.days)) if cap else 0.0
+                g = keys.setdefault((i, j, p), [0.0, 0.0])
+                g[0] += 1
+                g[1] += 2.0 ** ((t - ref) / hls[j])
+    k = list(keys)
+    built = sc.state_from_groups(
+        m,
+        np.array([x[0] for x in k], dtype=np.int64),
+        np.array([x[1] for x in k], dtype=np.int64),
+        np.array([x[2] for x in k], dtype=np.float64),
+        np.array([keys[x][0] for x in k], dtype=np.float64),
+        np.array([keys[x][1] for x in k], dtype=np.float64),
+        n,
+    )
+    as_of = NOW + timedelta(days=3)  # every generated event is at most 2 days ahead of NOW
+    points = sc.engagement_points_from_state(m, built, np.full(n, ref), as_of)
+    for i, evs in enumerate(events):
+        full = sc.score_lead(m, {}, _records(evs), as_of)
+        want = {r.rule_id: r.points for r in full.reasons if r.kind == "engagement"}
+        for j, rule in enumerate(m.engagement.rules):
+            assert points[i, j] == pytest.approx(want.get(rule.id, 0.0), rel=1e-9, abs=1e-9), rule
+
+
+def test_engagement_key_ignores_what_the_state_does_not_depend_on() -> None:
+    base = sc.default_model().to_document()
+    key = sc.engagement_key(sc.parse_model(base))
+    changed = {**base, "weights": {"fit": 0.7, "engagement": 0.3}, "thresholds": []}
+    assert sc.engagement_key(sc.parse_model(changed)) == key
+    uncapped = json.loads(json.dumps(base))
+    uncapped["engagement"]["rules"][4]["points"] = 12  # form_submit: no cap, points apply at the end
+    uncapped["engagement"]["max_points"] = 80
+    assert sc.engagement_key(sc.parse_model(uncapped)) == key
+    capped = json.loads(json.dumps(base))
+    capped["engagement"]["rules"][0]["points"] = 12  # pricing_page is capped: shares change
+    assert sc.engagement_key(sc.parse_model(capped)) != key
+    decay = json.loads(json.dumps(base))
+    decay["engagement"]["half_life_days"] = 14
+    assert sc.engagement_key(sc.parse_model(decay)) != key

@@ -12,7 +12,7 @@ import pytest
 from conftest import Actor, make_user
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from test_scoring_core import attrs_st, event_st, model_st
 
 from leadflow.auth.models import Role
@@ -26,7 +26,13 @@ from leadflow.leads import activities
 from leadflow.leads import service as leads
 from leadflow.leads.models import StageChange
 from leadflow.scoring import service as svc
-from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.scoring.models import (
+    EngagementBuild,
+    LeadScore,
+    ScoreHistory,
+    ScoringModelVersion,
+    ThresholdFiring,
+)
 
 NOW = datetime.now(UTC)
 SOON = NOW + timedelta(days=1)  # events dated ahead count as new: no decay while the test runs
@@ -502,12 +508,19 @@ def test_sql_and_python_paths_agree(
             ingest(db, items)
     with db.transaction() as s:
         active = svc.active_model(s)
-        svc.rescore_leads(s, ids, as_of=NOW, fire=False)
-        for lid in ids:
-            one = svc.score_one(s, active, lid, NOW)
-            row = s.get(LeadScore, lid)
-            assert one is not None and row is not None
-            assert (row.fit, row.engagement, row.total) == pytest.approx(
-                (one[0].fit, one[0].engagement, one[0].total), abs=1e-6
-            )
-            assert row.grade == one[0].grade
+        svc.rescore_leads(s, ids, as_of=NOW, fire=False)  # state folded from the events
+        python = {lid: svc.score_one(s, active, lid, NOW) for lid in ids}
+    for full in (False, True):
+        if full:  # the SQL pass over the events that builds every lead's state
+            with db.transaction() as s:
+                s.execute(delete(EngagementBuild))
+            assert svc.rescore_all(db, SYSTEM, as_of=NOW, fire=False).rebuilt
+        with db.transaction() as s:
+            for lid in ids:
+                one = python[lid]
+                row = s.get(LeadScore, lid)
+                assert one is not None and row is not None
+                assert (row.fit, row.engagement, row.total) == pytest.approx(
+                    (one[0].fit, one[0].engagement, one[0].total), abs=1e-6
+                )
+                assert row.grade == one[0].grade

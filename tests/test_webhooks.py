@@ -316,3 +316,15 @@ def test_api_and_cli_list_show_and_redeliver(
     with db.transaction() as s:
         assert len(s.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id == did)).all()) == 3
     get_settings.cache_clear()
+
+
+def test_the_worker_job_is_registered_and_sends_due_deliveries(db: Database, receiver: Receiver) -> None:
+    from leadflow import jobs
+
+    assert "webhooks.deliver_due" in [j.name for j in jobs.registered_jobs()]
+    with db.transaction() as s:
+        for n in range(12):
+            svc.enqueue(s, event="test.ping", url=receiver.url, data={"n": n})
+    out = jobs.run_job(db, "webhooks.deliver_due", datetime.now(UTC))
+    assert out == {"attempted": 12, "delivered": 12, "retrying": 0, "failed": 0}
+    assert sorted(json.loads(r.body)["data"]["n"] for r in receiver.received) == list(range(12))

@@ -30,6 +30,8 @@ Semantics, shared by both paths:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -1058,6 +1060,194 @@ def scale_scores(model: ScoringModel, fit_matrix: FloatArray, engagement_matrix:
 
 
 # ---------------------------------------------------------------------------------------------
+# Rolled-forward engagement: per-lead state that makes rescoring independent of the event count
+# ---------------------------------------------------------------------------------------------
+#
+# With exponential decay, sum(2 ** (-(now - t) / h)) = 2 ** (-(now - ref) / h) * sum(2 ** ((t - ref) / h))
+# for any reference time ``ref``: a per-(lead, rule) sum relative to ``ref`` turns decay into one
+# multiply at scoring time. Caps apply per fixed period, so each (lead, rule) keeps the periods
+# before its latest one folded into ``closed`` (each already multiplied by its cap share) and the
+# latest period open (its count can still grow): STATE_FIELDS values per rule.
+#
+# An event for a period before the open one (a late event) cannot be folded: the lead's state is
+# rebuilt from its events. Events dated after the scoring time are not decayed (they count as
+# new), which the state cannot express: such leads are scored from their events.
+
+STATE_FIELDS = 4  # closed, open period, open count, open sum (sums relative to the lead's ref)
+CLOSED, OPEN_PERIOD, OPEN_COUNT, OPEN_SUM = range(STATE_FIELDS)
+NO_PERIOD = -math.inf
+
+
+def engagement_key(model: ScoringModel) -> str:
+    """Identifies what the engagement state depends on: each rule's event, filters, cap,
+    half-life, and points where a cap makes the share depend on them (rule order matters: the
+    state is laid out by rule index). Equal keys: the stored state is reusable."""
+
+    sig = [
+        [
+            r.event,
+            {
+                k: c.model_dump(mode="json", by_alias=True, exclude_none=True)
+                for k, c in sorted(r.where.items())
+            },
+            r.cap.model_dump(mode="json") if r.cap else None,
+            model.half_life(r),
+            r.points if r.cap else None,
+        ]
+        for r in model.engagement.rules
+    ]
+    return hashlib.sha256(json.dumps(sig, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def empty_state(n: int, n_rules: int) -> FloatArray:
+    out = np.zeros((n, n_rules, STATE_FIELDS), dtype=np.float64)
+    out[:, :, OPEN_PERIOD] = NO_PERIOD
+    return out
+
+
+def _half_lives(model: ScoringModel) -> FloatArray:
+    """Per rule half-life in seconds; inf for no decay (2 ** (x / inf) = 1)."""
+
+    return np.array(
+        [math.inf if (hl := model.half_life(r)) is None else hl * DAY for r in model.engagement.rules],
+        dtype=np.float64,
+    )
+
+
+def _shares(model: ScoringModel, rule: IntArray, count: FloatArray) -> FloatArray:
+    rules = model.engagement.rules
+    points = np.abs(np.array([r.points for r in rules], dtype=np.float64))[rule]
+    cap = np.array([r.cap.points if r.cap else np.inf for r in rules], dtype=np.float64)[rule]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.minimum(1.0, cap / (count * points))
+    return np.where(count > 0, share, 1.0)
+
+
+def state_from_groups(
+    model: ScoringModel,
+    lead: IntArray,
+    rule: IntArray,
+    period: FloatArray,
+    count: FloatArray,
+    rel_sum: FloatArray,
+    n: int,
+) -> FloatArray:
+    """Build the state of ``n`` leads from matching events grouped by (lead index, rule, period):
+    the count and the sum of ``2 ** ((t - ref) / h)`` per group (the bulk path gets these from one
+    SQL pass over the events)."""
+
+    out = empty_state(n, len(model.engagement.rules))
+    if not len(lead):
+        return out
+    order = np.lexsort((period, rule, lead))
+    lead, rule, period, count, rel_sum = lead[order], rule[order], period[order], count[order], rel_sum[order]
+    last = np.ones(len(lead), dtype=np.bool_)  # the latest period of each (lead, rule): open
+    last[:-1] = (lead[1:] != lead[:-1]) | (rule[1:] != rule[:-1])
+    closed = ~last
+    np.add.at(
+        out[:, :, CLOSED],
+        (lead[closed], rule[closed]),
+        _shares(model, rule[closed], count[closed]) * rel_sum[closed],
+    )
+    out[lead[last], rule[last], OPEN_PERIOD] = period[last]
+    out[lead[last], rule[last], OPEN_COUNT] = count[last]
+    out[lead[last], rule[last], OPEN_SUM] = rel_sum[last]
+    return out
+
+
+def rule_matcher(model: ScoringModel) -> Callable[[EventRecord], list[int]]:
+    """The indexes of the engagement rules an event matches (:func:`event_matches`, with the
+    rules indexed by event type and their predicates built once)."""
+
+    by_type: dict[str, list[tuple[int, list[tuple[str, Callable[[Any], bool]]]]]] = {}
+    for j, r in enumerate(model.engagement.rules):
+        tests = [(k, property_predicate(c)) for k, c in r.where.items()]
+        by_type.setdefault(r.event, []).append((j, tests))
+
+    def match(event: EventRecord) -> list[int]:
+        candidates = by_type.get(event.type)
+        if not candidates:
+            return []
+        props = event.properties or {}
+        return [j for j, tests in candidates if all(test(props.get(k)) for k, test in tests)]
+
+    return match
+
+
+def event_rules(model: ScoringModel, event: EventRecord) -> list[int]:
+    return [j for j, r in enumerate(model.engagement.rules) if event_matches(r, event)]
+
+
+def fold_events(
+    model: ScoringModel,
+    state: FloatArray,
+    ref: float,
+    events: Iterable[EventRecord],
+    matcher: Callable[[EventRecord], list[int]] | None = None,
+) -> tuple[FloatArray, float] | None:
+    """Roll one lead's state (rules x STATE_FIELDS, sums relative to ``ref``) forward with new
+    events; returns the new state and reference time, or None when an event falls in a period
+    before its rule's open one (the state must then be rebuilt from all the lead's events, for
+    example by folding them into :func:`empty_state`)."""
+
+    match = matcher or rule_matcher(model)
+    matched: list[tuple[int, float]] = []
+    for e in events:
+        rules_hit = match(e)
+        if rules_hit:
+            t = _epoch(e.occurred_at)
+            matched += [(j, t) for j in rules_hit]
+    if not matched:
+        return state, ref
+    out = state.copy()
+    rules = model.engagement.rules
+    hls = _half_lives(model)
+    new_ref = max(ref, max(t for _, t in matched))
+    if new_ref > ref:  # rebase: the stored sums shrink, new terms stay <= 1 (no overflow)
+        scale = np.power(2.0, -(new_ref - ref) / hls)
+        out[:, CLOSED] *= scale
+        out[:, OPEN_SUM] *= scale
+    groups: dict[tuple[int, float], list[float]] = {}
+    for j, t in matched:
+        cap = rules[j].cap
+        period = float(period_of(t, cap.days)) if cap else 0.0
+        g = groups.setdefault((j, period), [0.0, 0.0])
+        g[0] += 1.0
+        g[1] += 2.0 ** ((t - new_ref) / hls[j])
+    for (j, period), (c, s) in sorted(groups.items()):
+        row = out[j]
+        if period > row[OPEN_PERIOD]:
+            if row[OPEN_COUNT] > 0:
+                row[CLOSED] += cap_share(row[OPEN_COUNT], rules[j].points, rules[j].cap) * row[OPEN_SUM]
+            row[OPEN_PERIOD], row[OPEN_COUNT], row[OPEN_SUM] = period, c, s
+        elif period == row[OPEN_PERIOD]:
+            row[OPEN_COUNT] += c
+            row[OPEN_SUM] += s
+        else:
+            return None
+    return out, new_ref
+
+
+def engagement_points_from_state(
+    model: ScoringModel, state: FloatArray, ref: FloatArray, as_of: datetime
+) -> FloatArray:
+    """Points per (lead, engagement rule) at ``as_of`` from the leads' states (n x rules x
+    STATE_FIELDS) and reference times. Exact for leads with no event after ``as_of``."""
+
+    rules = model.engagement.rules
+    n, k = state.shape[0], len(rules)
+    if not k or not n:
+        return np.zeros((n, k), dtype=np.float64)
+    points = np.array([r.points for r in rules], dtype=np.float64)
+    rule_idx = np.broadcast_to(np.arange(k, dtype=np.int64), (n, k))
+    share = _shares(model, rule_idx.reshape(-1), state[:, :, OPEN_COUNT].reshape(-1)).reshape(n, k)
+    raw = state[:, :, CLOSED] + share * state[:, :, OPEN_SUM]
+    decay = np.power(2.0, -(_epoch(as_of) - ref)[:, None] / _half_lives(model)[None, :])
+    result: FloatArray = points[None, :] * raw * decay
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
 # The default model: the seeds' tiers (marketing email at 60/100, sales call at 80/100)
 # ---------------------------------------------------------------------------------------------
 
@@ -1237,12 +1427,18 @@ __all__ = [
     "ScoreArrays",
     "ScoringModel",
     "default_model",
+    "empty_state",
     "engagement_groups",
+    "engagement_key",
     "engagement_points_from_groups",
+    "engagement_points_from_state",
     "evaluate_thresholds",
     "fit_points_matrix",
+    "fold_events",
     "parse_model",
+    "rule_matcher",
     "scale_scores",
     "score_lead",
+    "state_from_groups",
     "thresholds_step",
 ]

@@ -26,7 +26,14 @@ from leadflow.qualification.models import (
     QuestionnaireDef,
 )
 from leadflow.reports.models import LeadFunnelFact, ReportState
-from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.scoring.models import (
+    EngagementBuild,
+    LeadEngagement,
+    LeadScore,
+    ScoreHistory,
+    ScoringModelVersion,
+    ThresholdFiring,
+)
 from leadflow.scoring.predictive_models import PredictiveModel
 from leadflow.tasks.models import Task
 from leadflow.web.models import SavedSegment
@@ -43,12 +50,14 @@ __all__ = [
     "Base",
     "BuyingSignal",
     "DiscoveryCallRecord",
+    "EngagementBuild",
     "Enrollment",
     "FrameworkDef",
     "Handoff",
     "IdempotencyKey",
     "ImportJob",
     "Lead",
+    "LeadEngagement",
     "LeadFunnelFact",
     "LeadQualification",
     "LeadScore",

@@ -18,10 +18,12 @@ from leadflow.auth.models import ApiToken, User
 from leadflow.core.lifecycle import Origin, Stage, evidence_to_dict
 from leadflow.db.base import Base, Database, utcnow
 from leadflow.demo.data import DEMO_PASSWORD
+from leadflow.demo.deals import link_evidence, write_deals
 from leadflow.demo.generate import DemoData, LeadPlan, generate
 from leadflow.errors import Conflict
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
 from leadflow.leads.service import SNAPSHOT_FIELDS
+from leadflow.pipeline import signals
 from leadflow.qualification.demo import DemoRecords
 
 SYSTEM_LABEL = "system"
@@ -50,13 +52,16 @@ class DemoSummary:
     seed: int
     seconds: float
     user_emails: list[str] = field(default_factory=list)
+    opportunities: dict[str, int] = field(default_factory=dict)
 
     def __str__(self) -> str:
         stages = ", ".join(f"{k} {v:,}" for k, v in self.leads_by_stage.items())
         return (
             f"{self.users} users, {self.web_forms} web forms, {self.accounts:,} accounts, "
             f"{self.leads:,} leads ({stages}), {self.activities:,} activities, "
-            f"{self.stage_changes:,} stage changes, {self.audit_entries:,} audit entries "
+            f"{self.stage_changes:,} stage changes, {self.audit_entries:,} audit entries, "
+            f"{sum(self.opportunities.values()):,} opportunities "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(self.opportunities.items()))}) "
             f"in {self.seconds:.1f} s (seed {self.seed}); every demo user signs in with the "
             f"password {self.password!r}, e.g. {self.admin_email}"
         )
@@ -197,14 +202,18 @@ def load_demo(
     """
 
     started = time.perf_counter()
-    plan = generate(leads=leads, seed=seed, now=now or utcnow())
+    now = now or utcnow()
+    plan = generate(leads=leads, seed=seed, now=now)
     # One argon2 hash (~0.4 s with the library defaults, which the auth service verifies with)
     # is shared by every demo user: the password is public anyway, and hashing it per user
     # would be most of the load time.
     password_hash = PasswordHasher().hash(DEMO_PASSWORD)
     with db.transaction() as session:
         _ensure_empty(session)
-        counts = _write(session, plan, password_hash)
+        counts = _write(session, plan, password_hash, seed, now)
+    from leadflow.demo.cadences import add_follow_up
+
+    add_follow_up(db, now=now or utcnow(), seed=seed)  # open tasks and sequence enrollments
     by_stage = Counter(ld.steps[-1].stage.value for ld in plan.leads)
     by_origin = Counter(ld.origin.value for ld in plan.leads)
     admin = next(u for u in plan.users if u.role == "admin")
@@ -223,10 +232,13 @@ def load_demo(
         seed=seed,
         seconds=round(time.perf_counter() - started, 3),
         user_emails=[u.email for u in plan.users],
+        opportunities={k[4:]: v for k, v in counts.items() if k.startswith("opp_")},
     )
 
 
-def _write(session: Session, plan: DemoData, password_hash: str) -> dict[str, int]:
+def _write(
+    session: Session, plan: DemoData, password_hash: str, seed: int = 42, now: datetime | None = None
+) -> dict[str, int]:
     first_at = min((ld.created_at for ld in plan.leads), default=utcnow())
     first_at = min([first_at, *(a.created_at for a in plan.accounts if a.created_at)])
     staff_at = first_at - timedelta(days=14)  # the team was set up before the first lead came in
@@ -312,6 +324,12 @@ def _write(session: Session, plan: DemoData, password_hash: str) -> dict[str, in
 
     lead_rows = [_lead_row(ld, user_ids, account_ids) for ld in plan.leads]
     lead_ids = _insert_returning_ids(session, Lead, lead_rows)
+    # Deals first: the leads' opportunity evidence names their real ids.
+    deals, deal_audits = write_deals(session, plan, lead_ids, user_ids, account_ids, now or utcnow(), seed)
+    emails = dict(zip(user_ids, (u.email for u in plan.users), strict=True))
+    for d in deal_audits:
+        who_ = (d["actor"], emails.get(d["actor"], SYSTEM_LABEL))
+        audit_rows.append(_audit(d["at"], who_, "opportunity", d["id"], d["action"], after=d["after"]))
 
     # Needs assessments and discovery calls first: the stage changes cite their ids.
     records = DemoRecords()
@@ -333,6 +351,7 @@ def _write(session: Session, plan: DemoData, password_hash: str) -> dict[str, in
         status: dict[str, Any] = {"stage": None, "status_reason": None, "bad_reason": None}
         for step in lead.steps:
             evidence = records.link(step.evidence, evidence_to_dict(step.evidence))
+            link_evidence(evidence, lead.opportunity_id, deals)
             actor_id, label = who(step.actor, step.label)
             stage_rows.append(
                 {
@@ -405,12 +424,15 @@ def _write(session: Session, plan: DemoData, password_hash: str) -> dict[str, in
     for n, arow in enumerate(activity_rows, 1):
         arow["external_id"] = f"demo-{n}"
     records.finish(session, _insert)
-    return {
+    counts = {
         "web_forms": len(form_ids),
         "stage_changes": _insert(session, StageChange, stage_rows),
         "activities": _insert(session, Activity, activity_rows),
         "audit": _insert(session, AuditEntry, audit_rows),
     }
+    signals.scan(session)  # demo, pricing and trial activities become buying signals
+    counts.update({f"opp_{k}": v for k, v in deals.by_status.items()})
+    return counts
 
 
 def _audit(

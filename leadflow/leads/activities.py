@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -33,13 +34,47 @@ class IngestResult:
 
 
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> None:
+    # On the Core connection: an executemany without the ORM's per-row bulk-insert bookkeeping.
+    conn = session.connection()
+    dialect = conn.dialect.name
+    table = cast(Table, Activity.__table__)
+    if dialect == "postgresql":
+        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=["external_id"]), rows)
+    elif dialect == "sqlite":
+        conn.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=["external_id"]), rows)
+    else:  # pragma: no cover - only the two supported backends
+        conn.execute(insert(table), rows)
+
+
+def _move_last_activity(session: Session, latest: Mapping[int, datetime]) -> None:
+    """Move each lead's last_activity_at forward to its latest new event: one set-based UPDATE
+    for the whole batch (the pairs travel as one JSON parameter on SQLite, as two arrays on
+    PostgreSQL), never one statement per lead."""
+
+    if not latest:
+        return
+    ids = list(latest)
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        session.execute(pg_insert(Activity).on_conflict_do_nothing(index_elements=["external_id"]), rows)
-    elif dialect == "sqlite":
-        session.execute(sqlite_insert(Activity).on_conflict_do_nothing(index_elements=["external_id"]), rows)
-    else:  # pragma: no cover - only the two supported backends
-        session.execute(insert(Activity), rows)
+        session.execute(
+            text(
+                "UPDATE leads SET last_activity_at = v.at "
+                "FROM unnest(CAST(:ids AS integer[]), CAST(:ats AS timestamptz[])) AS v(id, at) "
+                "WHERE leads.id = v.id AND (leads.last_activity_at IS NULL OR leads.last_activity_at < v.at)"
+            ),
+            {"ids": ids, "ats": [latest[i] for i in ids]},
+        )
+        return
+    # SQLite keeps UTCDateTime as naive UTC text, which sorts as time does.
+    pairs = [[i, latest[i].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")] for i in ids]
+    session.execute(
+        text(
+            "UPDATE leads SET last_activity_at = v.at FROM (SELECT json_extract(value, '$[0]') AS id, "
+            "json_extract(value, '$[1]') AS at FROM json_each(:pairs)) AS v "
+            "WHERE leads.id = v.id AND (leads.last_activity_at IS NULL OR leads.last_activity_at < v.at)"
+        ),
+        {"pairs": json.dumps(pairs)},
+    )
 
 
 def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]]) -> IngestResult:
@@ -147,13 +182,7 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
             latest[lid] = occurred
     if rows_out:
         _insert_ignoring_duplicates(session, rows_out)
-        for lid, at in latest.items():
-            session.execute(
-                update(Lead)
-                .where(Lead.id == lid, (Lead.last_activity_at.is_(None)) | (Lead.last_activity_at < at))
-                .values(last_activity_at=at)
-                .execution_options(synchronize_session=False)
-            )
+        _move_last_activity(session, latest)
     result.accepted = len(rows_out)
     result.lead_ids = sorted(latest)
     if rows_out:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, literal, select
+from sqlalchemy import and_, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 
 from leadflow.audit.service import record
@@ -33,7 +33,7 @@ from leadflow.leads import activities as activity_svc
 from leadflow.leads import service as leads
 from leadflow.leads.models import Activity, Lead
 from leadflow.pipeline import service as svc
-from leadflow.pipeline.models import BuyingSignal, SignalRuleRow
+from leadflow.pipeline.models import BuyingSignal, Opportunity, SignalRuleRow
 
 log = logging.getLogger("leadflow.pipeline")
 CHUNK = 5000
@@ -262,7 +262,7 @@ def apply_rule(
 
 _databases: dict[int, Database] = {}
 _pending = threading.local()
-_EVENTS = ("activities.ingested", "lead.stage_changed")
+_EVENTS = ("activities.ingested", "lead.stage_changed", "lead.merged")
 
 
 def _ids() -> set[int]:
@@ -273,8 +273,19 @@ def _ids() -> set[int]:
     return ids
 
 
+def _merges() -> list[tuple[int, int]]:
+    merges: list[tuple[int, int]] | None = getattr(_pending, "merges", None)
+    if merges is None:
+        merges = []
+        _pending.merges = merges
+    return merges
+
+
 def _on_event(ev: DomainEvent) -> None:
     p = ev.payload
+    if ev.name == "lead.merged":
+        _merges().append((int(p["winner_id"]), int(p["loser_id"])))
+        return
     if ev.name == "lead.stage_changed":
         if p.get("target") == Stage.SQL.value:
             _ids().add(int(p["lead_id"]))
@@ -288,6 +299,24 @@ def handle(db: Database, lead_ids: Sequence[int]) -> list[int]:
     with db.transaction() as s:
         scan(s, lead_ids)
         return apply_rule(s, lead_ids)
+
+
+def follow_merge(session: Session, winner_id: int, loser_id: int) -> None:
+    """A merged-away lead's deals and signals belong to the lead it was merged into."""
+
+    for column in (Opportunity.lead_id, Opportunity.contact_lead_id):
+        session.execute(
+            update(Opportunity)
+            .where(column == loser_id)
+            .values({column.key: winner_id})
+            .execution_options(synchronize_session=False)
+        )
+    session.execute(
+        update(BuyingSignal)
+        .where(BuyingSignal.lead_id == loser_id)
+        .values(lead_id=winner_id)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def register(db: Database) -> None:
@@ -314,14 +343,19 @@ def _after_commit(session: Session) -> None:
     # Runs after leadflow.events dispatched the commit's events (registered later than it).
     if session.in_nested_transaction():
         return
-    ids = _ids()
-    if not ids:
+    ids, merges = _ids(), _merges()
+    if not ids and not merges:
         return
-    _pending.ids = set()
+    _pending.ids, _pending.merges = set(), []
     db = _databases.get(id(session.get_bind()))
     if db is None:
         return
     try:
-        handle(db, sorted(ids))
-    except Exception:  # the ingest is committed; a failing rule must not undo it
-        log.exception("buying-signal handling for %d leads failed", len(ids))
+        if merges:
+            with db.transaction() as s:
+                for winner, loser in merges:
+                    follow_merge(s, winner, loser)
+        if ids:
+            handle(db, sorted(ids))
+    except Exception:  # the change is committed; a failing follow-up must not undo it
+        log.exception("pipeline follow-up for %d leads failed", len(ids) + len(merges))

@@ -219,7 +219,7 @@ def velocity(session: Session, actor: Principal, p: dict[str, Any]) -> ReportRes
         .order_by(PipelineStage.pipeline_id, PipelineStage.position)
     ).all()
     if stages:
-        hours = OpportunityStageChange.seconds_in_previous / 3600
+        hours = OpportunityStageChange.seconds_in_previous // 3600  # whole hours (integer division)
         stmt2 = (
             select(OpportunityStageChange.from_stage_id, hours, func.count())
             .where(

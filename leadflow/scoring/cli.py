@@ -227,5 +227,8 @@ def register(app: typer.Typer) -> None:
         db = open_db()
         _rescore(db, actor_for(db, as_user), fire=fire)
 
+    from leadflow.scoring.predictive_cli import register as register_predictive
+
+    register_predictive(scoring_app)
     app.add_typer(score_app, name="score")
     app.add_typer(scoring_app, name="scoring")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadflow.db.base import Base, JSONType, UTCDateTime, utcnow
@@ -85,3 +85,34 @@ class ThresholdFiring(Base):
         Index("ix_threshold_firings_lead_at", "lead_id", "at"),
         Index("ix_threshold_firings_at", "at"),
     )
+
+
+class LeadEngagement(Base):
+    """A lead's engagement rolled forward (see :mod:`leadflow.core.scoring`): per engagement rule,
+    the decayed sums of its closed cap periods and its open period, relative to ``ref``, so that
+    rescoring reads one row per lead instead of every event. ``ruleset`` is the
+    :func:`~leadflow.core.scoring.engagement_key` of the rules the state was built for; a row of
+    another ruleset is rebuilt from the lead's events when used."""
+
+    __tablename__ = "lead_engagement"
+
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    ruleset: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[float] = mapped_column(Float)  # epoch seconds the sums are relative to
+    # The lead's events folded in: how many, the highest id, the latest occurred_at (epoch
+    # seconds). A count that does not add up (events moved by a merge, or committed out of id
+    # order) rebuilds the state from the events.
+    events: Mapped[int] = mapped_column(Integer)
+    last_event_id: Mapped[int] = mapped_column(Integer)
+    max_at: Mapped[float] = mapped_column(Float)
+    state: Mapped[bytes] = mapped_column(LargeBinary)  # float64, rules x STATE_FIELDS
+
+
+class EngagementBuild(Base):
+    """The ruleset whose state was last built for every lead from all events: with the active
+    model's ruleset here, a full rescore needs no pass over the events."""
+
+    __tablename__ = "engagement_builds"
+
+    ruleset: Mapped[str] = mapped_column(String(32), primary_key=True)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

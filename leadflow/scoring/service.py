@@ -18,6 +18,7 @@ explanations and history.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -46,7 +47,13 @@ from leadflow.errors import Conflict, Forbidden, InvalidInput, NotFound
 from leadflow.events import DomainEvent, emit, subscribe, unsubscribe
 from leadflow.leads import service as leads
 from leadflow.leads.models import Activity, Lead
-from leadflow.scoring.models import LeadScore, ScoreHistory, ScoringModelVersion, ThresholdFiring
+from leadflow.scoring.models import (
+    EngagementBuild,
+    LeadScore,
+    ScoreHistory,
+    ScoringModelVersion,
+    ThresholdFiring,
+)
 from leadflow.webhooks import service as webhooks
 
 log = logging.getLogger("leadflow.scoring")
@@ -59,7 +66,7 @@ QUIET_STAGES = frozenset({Stage.CUSTOMER.value, Stage.UNQUALIFIED.value, Stage.B
 HISTORY_EPSILON = 0.005  # a score point is written to the history when a score moves this much
 CHUNK = 50_000
 ALL_EVENTS = "1 = 1"  # the full rescore's filter on activities: every event, in storage order
-INCREMENTAL_BATCH = 2_000
+INCREMENTAL_BATCH = 10_000
 
 ProgressFn = Callable[[int, int], None]
 
@@ -345,18 +352,18 @@ def _raw_rows(session: Session, sql: str, params: Mapping[str, Any]) -> list[tup
 # ---------------------------------------------------------------------------------------------
 
 
-def _epoch_sql(dialect: str) -> str:
+def _epoch_sql(dialect: str, column: str = "act.occurred_at") -> str:
     """Seconds since the epoch of an event, exact to the microsecond (julianday() is not)."""
 
     if dialect == "postgresql":
-        return "EXTRACT(EPOCH FROM act.occurred_at)::float8"
+        return f"EXTRACT(EPOCH FROM {column})::float8"
     # UTCDateTime stores 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC) on SQLite.
     whole = (
-        "unixepoch(act.occurred_at)"
+        f"unixepoch({column})"
         if sqlite3.sqlite_version_info >= (3, 38)
-        else ("CAST(strftime('%s', act.occurred_at) AS INTEGER)")
+        else (f"CAST(strftime('%s', {column}) AS INTEGER)")
     )
-    return f"({whole} + CAST(substr(act.occurred_at, 20) AS REAL))"
+    return f"({whole} + CAST(substr({column}, 20) AS REAL))"
 
 
 def _property_text_sql(dialect: str, column: str, key: str) -> str:
@@ -400,6 +407,23 @@ def _condition_sql(dialect: str, key: str, cond: core.PropertyCondition, params:
     return f"{value} IN ({options})"
 
 
+def _rules_sql(model: core.ScoringModel, dialect: str, params: dict[str, Any]) -> tuple[str, str]:
+    """The rules as a VALUES table r(idx, type), and the condition that an event (columns of
+    ``act``) passes rule r.idx's property filters."""
+
+    rules = model.engagement.rules
+    values = ", ".join(f"({j}, :t{j})" for j in range(len(rules)))
+    for j, rule in enumerate(rules):
+        params[f"t{j}"] = rule.event
+    conds = []
+    for j, rule in enumerate(rules):
+        if rule.where:
+            sql = " AND ".join(_condition_sql(dialect, k, c, params) for k, c in rule.where.items())
+            conds.append(f"WHEN {j} THEN ({sql})")
+    match = f"(CASE r.idx {' '.join(conds)} ELSE TRUE END)" if conds else "TRUE"
+    return values, match
+
+
 def _engagement_sql(model: core.ScoringModel, dialect: str, where: str) -> tuple[str, dict[str, Any]]:
     """One pass over the activities in ``where``: each event joins the rules for its type (a tiny
     VALUES table), property filters apply per rule, and matching events are grouped by (lead,
@@ -411,15 +435,7 @@ def _engagement_sql(model: core.ScoringModel, dialect: str, where: str) -> tuple
         return "", {}
     params: dict[str, Any] = {}
     epoch = _epoch_sql(dialect)
-    values = ", ".join(f"({j}, :t{j})" for j in range(len(rules)))
-    for j, rule in enumerate(rules):
-        params[f"t{j}"] = rule.event
-    conds = []
-    for j, rule in enumerate(rules):
-        if rule.where:
-            sql = " AND ".join(_condition_sql(dialect, k, c, params) for k, c in rule.where.items())
-            conds.append(f"WHEN {j} THEN ({sql})")
-    match = f"(CASE r.idx {' '.join(conds)} ELSE TRUE END)" if conds else "TRUE"
+    values, match = _rules_sql(model, dialect, params)
     greatest = "GREATEST" if dialect == "postgresql" else "MAX"
     least = "LEAST" if dialect == "postgresql" else "MIN"
     decays, periods, points, caps = [], [], [], []
@@ -504,6 +520,433 @@ def _engagement_matrix(
     return table.rows_for(ids, len(model.engagement.rules))
 
 
+# ---------------------------------------------------------------------------------------------
+# Engagement rolled forward: per-lead state (see leadflow.core.scoring), kept up to date on ingest
+# ---------------------------------------------------------------------------------------------
+
+_STATE_COLUMNS = ("ruleset", "ref", "events", "last_event_id", "max_at", "state")
+STALE_REBUILD_SHARE = 0.05  # more leads than this out of step: rebuild all from the events
+
+
+@dataclass
+class _LeadState:
+    ruleset: str
+    ref: float
+    events: int
+    last_event_id: int
+    max_at: float
+    state: np.ndarray[Any, np.dtype[np.float64]]
+
+    def row(self, lead_id: int) -> tuple[Any, ...]:
+        return (
+            lead_id,
+            self.ruleset,
+            self.ref,
+            self.events,
+            self.last_event_id,
+            self.max_at,
+            self.state.astype(np.float64).tobytes(),
+        )
+
+
+def _state_size(n_rules: int) -> int:
+    return n_rules * core.STATE_FIELDS * 8
+
+
+def _read_states(session: Session, ids: Sequence[int], key: str, n_rules: int) -> dict[int, _LeadState]:
+    """The stored states of these leads; a row of another ruleset comes back with ruleset ""."""
+
+    out: dict[int, _LeadState] = {}
+    if not ids:
+        return out
+    rows = _raw_rows(
+        session,
+        "SELECT lead_id, ruleset, ref, events, last_event_id, max_at, state FROM lead_engagement "
+        f"WHERE lead_id IN ({_id_list(ids)})",
+        {},
+    )
+    for lid, ruleset, ref, n, last, max_at, blob in rows:
+        data = bytes(blob)
+        ok = ruleset == key and len(data) == _state_size(n_rules)
+        state = (
+            np.frombuffer(data, dtype=np.float64).reshape(n_rules, core.STATE_FIELDS).copy()
+            if ok
+            else core.empty_state(1, n_rules)[0]
+        )
+        out[int(lid)] = _LeadState(ruleset if ok else "", float(ref), int(n), int(last), float(max_at), state)
+    return out
+
+
+def _fetch_events(session: Session, event_ids: Sequence[int]) -> dict[int, list[core.EventRecord]]:
+    """Events by id, per lead, oldest first (the order folding needs)."""
+
+    out: dict[int, list[core.EventRecord]] = {}
+    for start in range(0, len(event_ids), 20_000):
+        part = event_ids[start : start + 20_000]
+        rows = session.execute(
+            select(
+                Activity.lead_id, Activity.id, Activity.type, Activity.occurred_at, Activity.properties
+            ).where(Activity.id.in_(part))
+        ).all()
+        for lid, i, t, at, p in rows:
+            out.setdefault(int(lid), []).append(core.EventRecord(int(i), str(t), at, p))
+    for records in out.values():
+        records.sort(key=lambda e: (e.occurred_at, e.id or 0))
+    return out
+
+
+def _max_at(records: Iterable[core.EventRecord], start: float) -> float:
+    return max((r.occurred_at.timestamp() for r in records), default=start)
+
+
+def refresh_states(session: Session, model: core.ScoringModel, ids: Sequence[int]) -> dict[int, _LeadState]:
+    """Bring the engagement state of these leads up to date with their events, and store it:
+    new events (ids above the lead's last folded one) are folded in; a lead whose events do not
+    add up (none stored yet, another ruleset, events moved by a merge or committed out of id
+    order, an event for a closed cap period) is rebuilt from all its events. Returns every
+    lead's state (leads without events have none)."""
+
+    key = core.engagement_key(model)
+    n_rules = len(model.engagement.rules)
+    states = _read_states(session, ids, key, n_rules)
+    if not ids:
+        return states
+    by_lead: dict[int, list[int]] = {}
+    # The (lead_id, occurred_at, id) index covers this: no event row is read.
+    for lid, eid in _raw_rows(
+        session, f"SELECT lead_id, id FROM activities WHERE lead_id IN ({_id_list(ids)})", {}
+    ):
+        by_lead.setdefault(int(lid), []).append(int(eid))
+    fold: dict[int, list[int]] = {}
+    rebuild: dict[int, list[int]] = {}
+    for lid in ids:
+        evs = by_lead.get(lid, [])
+        st = states.get(lid)
+        if st is not None and st.ruleset == key:
+            new = [e for e in evs if e > st.last_event_id]
+            if st.events + len(new) == len(evs):
+                if new:
+                    fold[lid] = new
+                continue
+        if evs or st is not None:
+            rebuild[lid] = evs
+    wanted = [e for evs in (*fold.values(), *rebuild.values()) for e in evs]
+    if not wanted:
+        return states
+    records = _fetch_events(session, wanted)
+    matcher = core.rule_matcher(model)
+    changed: list[tuple[Any, ...]] = []
+    late: list[int] = []
+    for lid, new_ids in fold.items():
+        st = states[lid]
+        recs = records.get(lid, [])
+        folded = core.fold_events(model, st.state, st.ref, recs, matcher)
+        if folded is None:  # an event for a cap period already closed: rebuild
+            late.append(lid)
+            continue
+        st.state, st.ref = folded
+        st.events += len(new_ids)
+        st.last_event_id = max(st.last_event_id, *new_ids)
+        st.max_at = _max_at(recs, st.max_at)
+        changed.append(st.row(lid))
+    if late:
+        more = _fetch_events(session, [e for lid in late for e in by_lead[lid]])
+        records.update(more)
+        for lid in late:
+            rebuild[lid] = by_lead[lid]
+    for lid, evs in rebuild.items():
+        recs = records.get(lid, [])
+        folded = core.fold_events(model, core.empty_state(1, n_rules)[0], 0.0, recs, matcher)
+        assert folded is not None  # oldest first: nothing is late
+        st = _LeadState(key, folded[1], len(evs), max(evs, default=0), _max_at(recs, -math.inf), folded[0])
+        states[lid] = st
+        changed.append(st.row(lid))
+    _upsert_states(session, changed)
+    return states
+
+
+def _upsert_states(session: Session, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    columns = ("lead_id", *_STATE_COLUMNS)
+    update = ", ".join(f"{c} = excluded.{c}" for c in _STATE_COLUMNS)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text(
+                "CREATE TEMP TABLE IF NOT EXISTS engagement_in (lead_id integer, ruleset text, ref float8, "
+                "events integer, last_event_id integer, max_at float8, state bytea) ON COMMIT DELETE ROWS"
+            )
+        )
+        _copy(session, "engagement_in", columns, rows)
+        session.execute(
+            text(
+                f"INSERT INTO lead_engagement ({', '.join(columns)}) SELECT {', '.join(columns)} "
+                f"FROM engagement_in ON CONFLICT (lead_id) DO UPDATE SET {update}"
+            )
+        )
+        session.execute(text("DELETE FROM engagement_in"))
+        return
+    _executemany(
+        session,
+        f"INSERT INTO lead_engagement ({', '.join(columns)}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        f"ON CONFLICT (lead_id) DO UPDATE SET {update}",
+        rows,
+    )
+
+
+def _engagement_from_states(
+    session: Session,
+    model: core.ScoringModel,
+    ids: Sequence[int],
+    states: Mapping[int, _LeadState],
+    as_of: datetime,
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Points per (lead, rule) at ``as_of``: from the states, and from the events for the few
+    leads with events dated after ``as_of`` (those count undecayed, which a state cannot say)."""
+
+    n_rules = len(model.engagement.rules)
+    n = len(ids)
+    state = core.empty_state(n, n_rules)
+    ref = np.zeros(n, dtype=np.float64)
+    max_at = np.full(n, -np.inf)
+    for i, lid in enumerate(ids):
+        st = states.get(lid)
+        if st is not None:
+            state[i], ref[i], max_at[i] = st.state, st.ref, st.max_at
+    return _engagement_from_arrays(session, model, ids, state, ref, max_at, as_of)
+
+
+def _engagement_from_arrays(
+    session: Session,
+    model: core.ScoringModel,
+    ids: Sequence[int],
+    state: np.ndarray[Any, np.dtype[np.float64]],
+    ref: np.ndarray[Any, np.dtype[np.float64]],
+    max_at: np.ndarray[Any, np.dtype[np.float64]],
+    as_of: datetime,
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    eng = core.engagement_points_from_state(model, state, ref, as_of)
+    ahead = np.flatnonzero(max_at > as_of.timestamp()).tolist()
+    if ahead and len(model.engagement.rules):
+        sub = [ids[i] for i in ahead]
+        eng[ahead] = _engagement_matrix(session, model, sub, f"act.lead_id IN ({_id_list(sub)})", {}, as_of)
+    return eng
+
+
+def _state_arrays(
+    session: Session,
+    model: core.ScoringModel,
+    key: str,
+    ids: Sequence[int],
+    where: str,
+    params: Mapping[str, Any],
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, np.dtype[np.float64]],
+]:
+    """The stored states of ``ids`` (sorted; ``where`` selects a superset of their rows) as arrays
+    aligned with ``ids``: state, ref, max_at. Vectorized: no object per lead. A row out of step
+    (another ruleset) is refreshed from the events."""
+
+    n_rules = len(model.engagement.rules)
+    n = len(ids)
+    state = core.empty_state(n, n_rules)
+    ref = np.zeros(n, dtype=np.float64)
+    max_at = np.full(n, -np.inf)
+    if not n_rules or not n:
+        return state, ref, max_at
+    rows = _raw_rows(
+        session, f"SELECT lead_id, ruleset, ref, max_at, state FROM lead_engagement WHERE {where}", params
+    )
+    if not rows:
+        return state, ref, max_at
+    lid, rulesets, refs, maxes, blobs = zip(*rows, strict=True)
+    size = _state_size(n_rules)
+    id_arr = np.fromiter(lid, dtype=np.int64, count=len(rows))
+    ok = np.fromiter(
+        (r == key and len(b) == size for r, b in zip(rulesets, blobs, strict=True)),
+        dtype=np.bool_,
+        count=len(rows),
+    )
+    want = np.asarray(ids, dtype=np.int64)
+    pos = np.searchsorted(want, id_arr)
+    inside = (pos < n) & (want[np.minimum(pos, n - 1)] == id_arr)
+    good = ok & inside
+    if good.any():
+        data = b"".join(itertools.compress(blobs, good.tolist()))
+        state[pos[good]] = np.frombuffer(data, dtype=np.float64).reshape(-1, n_rules, core.STATE_FIELDS)
+        ref[pos[good]] = np.asarray(refs, dtype=np.float64)[good]
+        max_at[pos[good]] = np.asarray(maxes, dtype=np.float64)[good]
+    stale = id_arr[inside & ~ok].tolist()
+    if stale:
+        fresh = refresh_states(session, model, stale)
+        for i in pos[inside & ~ok].tolist():
+            st = fresh.get(ids[i])
+            if st is not None:
+                state[i], ref[i], max_at[i] = st.state, st.ref, st.max_at
+    return state, ref, max_at
+
+
+@dataclass(frozen=True)
+class _Build:
+    """Every lead's engagement state as of one pass over the events (a full rescore after the
+    engagement rules changed): matching events grouped by (lead, rule, period), and per lead the
+    count, highest id and latest time of all its events, both sorted by lead."""
+
+    ref: float
+    g_lead: np.ndarray[Any, np.dtype[np.int64]]
+    g_rule: np.ndarray[Any, np.dtype[np.int64]]
+    g_period: np.ndarray[Any, np.dtype[np.float64]]
+    g_count: np.ndarray[Any, np.dtype[np.float64]]
+    g_sum: np.ndarray[Any, np.dtype[np.float64]]
+    s_lead: np.ndarray[Any, np.dtype[np.int64]]
+    s_events: np.ndarray[Any, np.dtype[np.int64]]
+    s_last: np.ndarray[Any, np.dtype[np.int64]]
+    s_max_at: np.ndarray[Any, np.dtype[np.float64]]
+
+    def states_for(self, model: core.ScoringModel, key: str, ids: Sequence[int]) -> dict[int, _LeadState]:
+        if not len(ids):
+            return {}
+        lo, hi = int(min(ids)), int(max(ids))
+        a, b = np.searchsorted(self.g_lead, [lo, hi + 1])
+        c, d = np.searchsorted(self.s_lead, [lo, hi + 1])
+        wanted = np.asarray(sorted(ids), dtype=np.int64)
+        s_lead = self.s_lead[c:d]
+        keep = np.isin(s_lead, wanted)
+        leads = s_lead[keep]
+        g_lead = self.g_lead[a:b]
+        gk = np.isin(g_lead, leads)
+        state = core.state_from_groups(
+            model,
+            np.searchsorted(leads, g_lead[gk]),
+            self.g_rule[a:b][gk],
+            self.g_period[a:b][gk],
+            self.g_count[a:b][gk],
+            self.g_sum[a:b][gk],
+            len(leads),
+        )
+        out: dict[int, _LeadState] = {}
+        for i, (lid, n, last, max_at) in enumerate(
+            zip(
+                leads.tolist(),
+                self.s_events[c:d][keep].tolist(),
+                self.s_last[c:d][keep].tolist(),
+                self.s_max_at[c:d][keep].tolist(),
+                strict=True,
+            )
+        ):
+            out[lid] = _LeadState(key, self.ref, n, last, max_at, state[i])
+        return out
+
+
+def _build_states(session: Session, model: core.ScoringModel, as_of: datetime) -> _Build:
+    """One pass over all events, one statement (one snapshot on both databases): each event joins
+    the rules for its type, with its cap period and ``2 ** ((t - ref) / half-life)``; a second
+    branch counts every lead's events. Grouping happens in NumPy (no SQL sort of the events)."""
+
+    dialect = session.get_bind().dialect.name
+    rules = model.engagement.rules
+    # ref: the latest event or now, so that every term is at most 1 (no overflow, however small
+    # the half-life).
+    latest = [
+        session.scalar(select(func.max(Activity.occurred_at)).where(Activity.type == t))
+        for t in sorted({r.event for r in rules})
+    ]
+    ref = max([as_of.timestamp(), *(t.timestamp() for t in latest if t is not None)])
+    params: dict[str, Any] = {"ref": ref}
+    epoch = _epoch_sql(dialect)
+    values, match = _rules_sql(model, dialect, params) if rules else ("(0, '')", "FALSE")
+    terms, periods = [], []
+    for j, rule in enumerate(rules):
+        hl = model.half_life(rule)
+        if hl is not None:
+            terms.append(f"WHEN {j} THEN power(2.0, (e.ep - :ref) / {float(hl) * core.DAY!r})")
+        if rule.cap:
+            periods.append(f"WHEN {j} THEN floor(e.ep / {float(rule.cap.days) * core.DAY!r})")
+    term = f"(CASE r.idx {' '.join(terms)} ELSE 1.0 END)" if terms else "1.0"
+    period = f"(CASE r.idx {' '.join(periods)} ELSE 0 END)" if periods else "0"
+    scan = " NOT INDEXED" if dialect == "sqlite" else ""
+    sql = (
+        f"WITH r(idx, type) AS (VALUES {values}) "
+        f"SELECT e.lead_id, r.idx, {period}, {term}, 0 FROM ("
+        f"SELECT act.lead_id AS lead_id, act.type AS type, act.properties AS properties, {epoch} AS ep "
+        f"FROM activities act{scan}) e CROSS JOIN r "
+        f"WHERE r.type = e.type AND {match.replace('act.properties', 'e.properties')} "
+        "UNION ALL "
+        f"SELECT act.lead_id, -1, act.n, act.last_id, {_epoch_sql(dialect)} FROM ("
+        "SELECT lead_id, count(*) AS n, max(id) AS last_id, max(occurred_at) AS occurred_at "
+        "FROM activities GROUP BY lead_id) act"
+    )
+    conn = session.connection()
+    raw: Any = conn.connection.driver_connection
+    if dialect == "postgresql":
+        sql = _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+        cur = raw.cursor(name="lf_engagement_build")  # server-side: rows stream in batches
+    else:
+        cur = raw.cursor()
+    chunks: list[np.ndarray[Any, np.dtype[np.float64]]] = []
+    try:
+        cur.execute(sql, params)
+        while True:
+            rows = cur.fetchmany(500_000)
+            if not rows:
+                break
+            chunks.append(np.array(rows, dtype=np.float64).reshape(-1, 5))
+    finally:
+        cur.close()
+    arr = np.concatenate(chunks) if chunks else np.zeros((0, 5), dtype=np.float64)
+    del chunks
+    is_stat = arr[:, 1] < 0
+    stats = arr[is_stat]
+    groups = arr[~is_stat]
+    del arr
+    s_order = np.argsort(stats[:, 0], kind="stable")
+    stats = stats[s_order]
+    lead = groups[:, 0].astype(np.int64)
+    rule_ix = groups[:, 1].astype(np.int64)
+    order = np.lexsort((groups[:, 2], rule_ix, lead))
+    lead, rule_ix, per, term_v = lead[order], rule_ix[order], groups[order, 2], groups[order, 3]
+    del groups
+    if len(lead):
+        start = np.ones(len(lead), dtype=np.bool_)
+        start[1:] = (lead[1:] != lead[:-1]) | (rule_ix[1:] != rule_ix[:-1]) | (per[1:] != per[:-1])
+        idx = np.flatnonzero(start)
+        count = np.diff(np.append(idx, len(lead))).astype(np.float64)
+        sums = np.add.reduceat(term_v, idx)
+        lead, rule_ix, per = lead[idx], rule_ix[idx], per[idx]
+    else:
+        count = sums = np.zeros(0, dtype=np.float64)
+    return _Build(
+        ref,
+        lead,
+        rule_ix,
+        per,
+        count,
+        sums,
+        stats[:, 0].astype(np.int64),
+        stats[:, 2].astype(np.int64),
+        stats[:, 3].astype(np.int64),
+        stats[:, 4],
+    )
+
+
+def _states_consistent(session: Session, key: str) -> bool:
+    """Whether the stored states hold every event: the counts add up and no state is missing
+    or of another ruleset (events stored while incremental scoring was not running, a merge, a
+    model change without a rescore would show here)."""
+
+    n_events, last = session.execute(text("SELECT count(*), max(id) FROM activities")).one()
+    folded, folded_last, other = session.execute(
+        text(
+            "SELECT sum(le.events), max(le.last_event_id), sum(CASE WHEN le.ruleset = :k THEN 0 ELSE 1 END) "
+            "FROM lead_engagement le"
+        ),
+        {"k": key},
+    ).one()
+    return int(n_events or 0) == int(folded or 0) and int(last or 0) == int(folded_last or 0) and not other
+
+
 @dataclass
 class RescoreResult:
     model_version: int
@@ -512,6 +955,7 @@ class RescoreResult:
     crossings: int = 0
     actions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    rebuilt: bool = False  # the engagement states were built from the events (full rescore)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (full rescore)
 
     def timed(self, phase: str, since: float) -> float:
@@ -616,6 +1060,10 @@ def _lock_scores(session: Session, where: str, params: Mapping[str, Any]) -> Non
 
     if session.get_bind().dialect.name == "postgresql":
         sql = f"SELECT count(*) FROM (SELECT 1 FROM lead_scores WHERE {where} FOR UPDATE) locked"
+        session.execute(
+            text(f"SELECT count(*) FROM (SELECT 1 FROM lead_engagement WHERE {where} FOR UPDATE) locked"),
+            params,
+        )
     else:  # a write statement takes the lock even when it changes no row
         sql = "UPDATE lead_scores SET model_version = model_version WHERE 0"
     session.execute(text(sql), params)
@@ -876,10 +1324,14 @@ def _rescore_some(
     id_list = _id_list(ids)
     _lock_scores(session, f"lead_id IN ({id_list})", {})
     scored, cols = _attribute_columns(session, active.model, f"l.id IN ({id_list})", {})
+    gone = sorted(set(ids) - set(scored))  # merged away (their events moved to the winner)
+    if gone:
+        session.execute(text(f"DELETE FROM lead_engagement WHERE lead_id IN ({_id_list(gone)})"))
     if not scored:
         return
     fit = core.fit_points_matrix(active.model, cols, len(scored))
-    eng = _engagement_matrix(session, active.model, scored, f"act.lead_id IN ({id_list})", {}, now)
+    states = refresh_states(session, active.model, scored)
+    eng = _engagement_from_states(session, active.model, scored, states, now)
     arrays = core.scale_scores(active.model, fit, eng)
     summaries = [
         core.explanation_summary(active.model, f, e) for f, e in zip(fit.tolist(), eng.tolist(), strict=True)
@@ -905,8 +1357,8 @@ def _pending() -> set[int]:
 def _on_event(ev: DomainEvent) -> None:
     p = ev.payload
     # activities.ingested: lead_ids; lead.created: lead_id; lead.merged: the winner got the
-    # loser's events.
-    ids = p.get("lead_ids") or [p[k] for k in ("lead_id", "winner_id") if p.get(k) is not None]
+    # loser's events (the loser's engagement state goes).
+    ids = p.get("lead_ids") or [p[k] for k in ("lead_id", "winner_id", "loser_id") if p.get(k) is not None]
     _pending().update(int(i) for i in ids)
 
 
@@ -986,14 +1438,20 @@ def rescore_all(
         return result
     if progress:
         progress(0, int(total))
-    # Engagement for every lead in one pass over the events (a sequential scan: reading them by
-    # lead id range would fetch each event's row out of order).
+    # Engagement comes from the per-lead states kept up to date on ingest (no pass over the
+    # events), unless the engagement rules changed or the states are out of step with the events:
+    # then one pass over the events builds them (a sequential scan: reading by lead id range
+    # would fetch each event's row out of order).
+    key = core.engagement_key(active.model)
     snapshot = utcnow()
     t = time.perf_counter()
+    build: _Build | None = None
     with db.transaction() as session:
-        table = _engagement_table(session, active.model, ALL_EVENTS, {}, now)
-    t = result.timed("engagement (SQL)", t)
-    n_rules = len(active.model.engagement.rules)
+        reuse = session.get(EngagementBuild, key) is not None and _states_consistent(session, key)
+        if not reuse:
+            build = _build_states(session, active.model, now)
+    t = result.timed("engagement state check" if reuse else "engagement state build (SQL)", t)
+    result.rebuilt = build is not None
     done = 0
     start = int(lo)
     while start <= int(hi):
@@ -1003,16 +1461,21 @@ def rescore_all(
         with db.transaction() as session:
             t = time.perf_counter()
             _lock_scores(session, where.format(col="lead_id"), params)
-            # A lead rescored incrementally since the snapshot has a newer score: leave it.
-            newer = {
-                int(r[0])
-                for r in _raw_rows(
-                    session,
-                    "SELECT lead_id FROM lead_scores "
-                    f"WHERE {where.format(col='lead_id')} AND computed_at > :since",
-                    {**params, "since": _stamp(session.get_bind().dialect.name, snapshot)},
-                )
-            }
+            # A lead rescored incrementally since the snapshot has a newer score: leave it. (Scores
+            # carry the time they were computed for: a rescore as of a later time is not "newer".)
+            newer = (
+                {
+                    int(r[0])
+                    for r in _raw_rows(
+                        session,
+                        "SELECT lead_id FROM lead_scores "
+                        f"WHERE {where.format(col='lead_id')} AND computed_at > :since",
+                        {**params, "since": _stamp(session.get_bind().dialect.name, snapshot)},
+                    )
+                }
+                if now <= snapshot
+                else set()
+            )
             ids, cols = _attribute_columns(session, active.model, where.format(col="l.id"), params)
             if newer:
                 keep = np.array([i not in newer for i in ids], dtype=np.bool_)
@@ -1022,7 +1485,14 @@ def rescore_all(
             if ids:
                 fit = core.fit_points_matrix(active.model, cols, len(ids))
                 t = result.timed("fit rules", t)
-                eng = table.rows_for(ids, n_rules)
+                if build is not None:
+                    states = build.states_for(active.model, key, ids)
+                    _upsert_states(session, [st.row(lid) for lid, st in states.items()])
+                    eng = _engagement_from_states(session, active.model, ids, states, now)
+                else:
+                    arrs = _state_arrays(session, active.model, key, ids, where.format(col="lead_id"), params)
+                    eng = _engagement_from_arrays(session, active.model, ids, *arrs, now)
+                t = result.timed("engagement", t)
                 arrays = core.scale_scores(active.model, fit, eng)
                 _write(session, active, ids, arrays, None, now, result, fire)
                 t = result.timed("write and act", t)
@@ -1031,6 +1501,18 @@ def rescore_all(
         if progress:
             progress(done, int(total))
         start = end
+    if build is not None:
+        with db.transaction() as session:
+            # States of other rulesets and of merged-away leads are out of step: drop them.
+            session.execute(text("DELETE FROM lead_engagement WHERE ruleset <> :k"), {"k": key})
+            session.execute(
+                text(
+                    "DELETE FROM lead_engagement WHERE lead_id IN "
+                    "(SELECT id FROM leads WHERE merged_into_id IS NOT NULL)"
+                )
+            )
+            session.execute(delete(EngagementBuild))
+            session.add(EngagementBuild(ruleset=key, built_at=utcnow()))
     result.seconds = time.perf_counter() - started
     with db.transaction() as session:
         record(
@@ -1039,7 +1521,12 @@ def rescore_all(
             "scoring_model",
             active.version,
             "rescore",
-            after={"leads": result.leads, "changed": result.changed, "crossings": result.crossings},
+            after={
+                "leads": result.leads,
+                "changed": result.changed,
+                "crossings": result.crossings,
+                "engagement_rebuilt": result.rebuilt,
+            },
         )
     return result
 
