@@ -525,3 +525,17 @@ def test_settings_sequences_and_pipelines(client: TestClient, db: Database) -> N
     assert "No budget next year" in client.get("/app/settings/pipelines").text
     bad = client.post("/app/settings/pipelines/1/stages", data={"document": "[{", "csrf_token": csrf})
     assert bad.status_code == 422 and "not valid JSON" in bad.text
+
+
+def test_inbox_count_stops_at_the_cap(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leadflow.web import routes
+
+    admin = make_user(db, "Boss", Role.ADMIN)
+    for i in range(7):
+        _lead(db, admin, f"c{i}@example.org")
+    sign_in(client, db, admin)
+    assert client.get("/app/leads/count").text == "7 leads"
+    monkeypatch.setattr(routes, "COUNT_CAP", 5)
+    assert client.get("/app/leads/count").text == "5+ leads"

@@ -37,6 +37,7 @@ from leadflow.web.tasks import lead_tasks
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 PAGE_SIZE = 50
+COUNT_CAP = 10_000  # the inbox says "10,000+" rather than counting a million rows
 # Stages entered through their own form (needs assessment, discovery call, convert, deal won),
 # never through the plain "change stage" form.
 EVIDENCE_FORMS = frozenset({Stage.SAL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER})
@@ -195,7 +196,9 @@ def inbox(ctx: CtxDep) -> Response:
 def inbox_count(ctx: CtxDep) -> Response:
     f = _inbox_filter(ctx, ctx.request.query_params)
     with ctx.db.transaction() as s:
-        n = leads.count_leads(s, ctx.principal, f)
+        n = leads.count_leads(s, ctx.principal, f, cap=COUNT_CAP + 1)
+    if n > COUNT_CAP:
+        return HTMLResponse(f"{COUNT_CAP:,}+ leads")
     return HTMLResponse(f"{n:,} lead{'s' if n != 1 else ''}")
 
 
