@@ -5,7 +5,6 @@ and peak memory.
     .venv/bin/python bench/import.py --rows 200000        # smaller
     .venv/bin/python bench/import.py --db postgresql+psycopg://user:pw@127.0.0.1/bench
     .venv/bin/python bench/import.py --rerun              # also time a second run of the same file
-    .venv/bin/python bench/import.py --no-lead-audit      # measure what the per-lead audit costs
     .venv/bin/python bench/import.py --sqlite-floor       # SQLite's own cost per imported lead
 
 The generated file is a Salesforce-style lead export: names (with accents and apostrophes),
@@ -37,8 +36,7 @@ from sqlalchemy import func, select, text
 from leadflow.auth.models import User
 from leadflow.db.base import Database
 from leadflow.db.migrate import upgrade
-from leadflow.imports.service import run_import
-from leadflow.imports.writer import ChunkWriter
+from leadflow.imports.service import DEFAULT_CHUNK, run_import
 from leadflow.leads.models import Account, Lead
 
 
@@ -448,9 +446,8 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "leadflow-bench")
     ap.add_argument("--db", help="database URL (default: a fresh SQLite file in --dir)")
     ap.add_argument("--workers", type=int, default=None, help="validation processes (default: cores)")
-    ap.add_argument("--chunk", type=int, default=5000)
+    ap.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="rows per chunk (and write transaction)")
     ap.add_argument("--rerun", action="store_true", help="import the same file a second time")
-    ap.add_argument("--no-lead-audit", action="store_true", help="skip per-lead audit entries")
     ap.add_argument("--sqlite-floor", action="store_true", help="only time SQLite's own insert cost")
     args = ap.parse_args()
     if args.sqlite_floor:
@@ -489,8 +486,6 @@ def main() -> int:
             ("Dan Rep", "dan@bench.example"),
         ):
             s.add(User(name=name, email=email, role="sales_rep"))
-    if args.no_lead_audit:
-        ChunkWriter.AUDIT_LEADS = False
 
     last = [0.0]
 

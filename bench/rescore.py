@@ -5,16 +5,23 @@
     .venv/bin/python bench/rescore.py --db postgresql+psycopg://user:pw@127.0.0.1/bench
 
 Leads, accounts and events are generated with NumPy and written with bulk inserts straight into a
-fresh, migrated database (no services: this measures scoring, not capture). Then:
+fresh, migrated database (no services: this measures scoring, not capture). Then, each with wall
+and CPU time and the load average (the machine is shared):
 
 1. a full rescore with the default model, silent (no threshold actions: every lead starts armed,
-   so a first scoring would fire for every lead already above a line);
-2. a full rescore after activating a changed model (fit weighted higher), acting on crossings
-   (MQL moves through the lifecycle service, task and sequence requests as domain events);
-3. event ingest through the batch service (``activities.ingest``, 10,000 events per batch, the
-   API's maximum) with incremental rescoring of the touched leads after each commit, as the API
-   runs it. ``--http`` sends the same batches through the HTTP API in-process instead.
+   so a first scoring would fire for every lead already above a line). The events were written
+   behind the scorer's back, so this one builds the engagement state with one pass over the
+   events, as after a change of the engagement rules;
+2. the daily decay refresh: a full rescore a day later, from the kept state (no event pass);
+3. a full rescore after activating a changed model that keeps the engagement rules (fit weighted
+   higher), acting on crossings (MQL moves through the lifecycle service, task and sequence
+   requests as domain events), unless ``--skip-actions``;
+4. event ingest through the batch service (``activities.ingest``, 10,000 events per batch, the
+   API's maximum, dated over the last few hours as a live stream is) with incremental rescoring
+   of the touched leads after each commit, as the API runs it. ``--http`` sends the same batches
+   through the HTTP API in-process instead; ``--no-scoring`` ingests without scoring.
 
+``--dir DIR`` keeps the SQLite file; ``--reuse`` then measures again on it without generating.
 PostgreSQL: the database must exist and be empty; the script runs the migrations and drops
 nothing. Results are documented in docs/PERFORMANCE.md.
 """
@@ -22,6 +29,7 @@ nothing. Results are documented in docs/PERFORMANCE.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -225,7 +233,10 @@ def main() -> None:
     with db.engine.connect() as conn:
         existing = conn.exec_driver_sql("SELECT count(*) FROM leads").scalar() or 0
     version = sys.version.split()[0]
-    stamp_file = Path(tempfile.gettempdir()) / f"lf-rescore-{abs(hash(url))}.now"
+    # The generation time, for --reuse (events are dated relative to it).
+    stamp_file = (
+        Path(tempfile.gettempdir()) / f"lf-rescore-{hashlib.sha256(url.encode()).hexdigest()[:16]}.now"
+    )
     if args.reuse and existing:
         now = datetime.fromisoformat(stamp_file.read_text()) if stamp_file.exists() else datetime.now(UTC)
         args.leads = int(existing)

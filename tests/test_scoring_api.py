@@ -192,5 +192,7 @@ def test_cli_show_set_activate_rescore_explain(run: tuple[CliRunner, Database], 
     out = ok("scoring", "activate", "2")
     assert "version 2 is active" in out and "model v2: 1 leads" in out
     assert "model v2" in ok("scoring", "rescore", "--silent")
+    assert "engagement state built from the events" in ok("scoring", "rescore", "--silent", "--rebuild")
+    assert "engagement from the kept state" in ok("scoring", "rescore", "--silent")
     res = runner.invoke(cli.app, ["score", "explain", "424242"])
     assert res.exit_code == 2 and "not found" in res.output

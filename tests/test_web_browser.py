@@ -30,6 +30,8 @@ from leadflow.scoring import service as scoring
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "browser-test-pw"
+# Generous waits: the machines running the suite are shared and often busy.
+expect.set_options(timeout=20_000)
 
 
 @dataclass
@@ -115,7 +117,7 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1366, "height": 900}, accept_downloads=True)
     pg = context.new_page()
-    pg.set_default_timeout(15_000)
+    pg.set_default_timeout(30_000)
     yield pg
     context.close()
 
@@ -235,7 +237,7 @@ def test_import_qualify_convert_and_drag_across_the_kanban(page: Page, live: Liv
 def test_dashboard_draws_its_charts(page: Page, live: Live) -> None:
     sign_in(page, live, "admin")
     page.get_by_role("link", name="Dashboards").click()
-    for chart in ("chart-funnel", "chart-sources", "chart-scores"):
+    for chart in ("chart-funnel", "chart-sources", "chart-scores", "chart-report-funnel"):
         canvas = page.locator(f'canvas[data-chart="{chart}"]')
         expect(canvas).to_have_attribute("data-drawn", "1")
         drawn = page.evaluate(

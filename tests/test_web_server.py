@@ -507,3 +507,21 @@ def test_task_inbox_overdue_and_one_click_outcome(client: TestClient, db: Databa
     assert [(a.type, (a.properties or {}).get("outcome")) for a in acts] == [("call", "no_answer")]
     again = client.post(f"/app/tasks/{late}/complete", data={"outcome": "connected", "csrf_token": csrf})
     assert again.status_code == 422
+
+
+def test_settings_sequences_and_pipelines(client: TestClient, db: Database) -> None:
+    admin = make_user(db, "Boss", Role.ADMIN)
+    csrf = sign_in(client, db, admin)
+    seqs = client.get("/app/settings/sequences")
+    assert seqs.status_code == 200
+    pipes = client.get("/app/settings/pipelines")
+    assert pipes.status_code == 200 and "Closed lost" in pipes.text
+    r = client.post(
+        "/app/settings/reasons",
+        data={"kind": "lost", "key": "no_budget_2027", "label": "No budget next year", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert "No budget next year" in client.get("/app/settings/pipelines").text
+    bad = client.post("/app/settings/pipelines/1/stages", data={"document": "[{", "csrf_token": csrf})
+    assert bad.status_code == 422 and "not valid JSON" in bad.text

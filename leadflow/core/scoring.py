@@ -849,13 +849,15 @@ def fit_fields_needed(model: ScoringModel) -> list[str]:
 
 
 _STR_OR_NONE = frozenset({str, type(None)})
+_BOOL_OR_NONE = frozenset({bool, type(None)})  # flags: True, False and None never collide as keys
 
 
 def _factorize(values: ObjArray) -> tuple[list[Any], IntArray]:
     """Distinct values and, for each element, the index of its value (hash-based, O(n))."""
 
     vals = values.tolist()
-    if set(map(type, vals)) <= _STR_OR_NONE:  # the common case: text columns, C-speed loops
+    kinds = set(map(type, vals))
+    if kinds <= _STR_OR_NONE or kinds <= _BOOL_OR_NONE:  # the common case: text columns, C-speed loops
         uniques = list(dict.fromkeys(vals))
         index = {v: i for i, v in enumerate(uniques)}
         codes = np.fromiter(map(index.__getitem__, vals), dtype=np.int64, count=len(vals))
@@ -893,11 +895,14 @@ def derive_columns(columns: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDA
 
     out = dict(columns)
     if "email" in out and ("email_domain" not in out or "free_mail" not in out):
-        emails = np.asarray(out["email"], dtype=object)
-        uniques, codes = _factorize(emails)
-        domains = np.empty(len(uniques), dtype=object)
-        domains[:] = [_domain(e) for e in uniques]
-        out.setdefault("email_domain", domains[codes] if len(uniques) else np.empty(0, dtype=object))
+        # Addresses are mostly distinct: one pass, the common case inline (as _domain computes it).
+        emails = np.asarray(out["email"], dtype=object).tolist()
+        domains = np.empty(len(emails), dtype=object)
+        domains[:] = [
+            e.rpartition("@")[2].strip().lower() if type(e) is str and "@" in e else _domain(e)
+            for e in emails
+        ]
+        out.setdefault("email_domain", domains)
     if "email_domain" in out and "free_mail" not in out:
         dom_uniques, dom_codes = _factorize(np.asarray(out["email_domain"], dtype=object))
         free = np.empty(len(dom_uniques), dtype=object)
@@ -1184,11 +1189,13 @@ def fold_events(
     ref: float,
     events: Iterable[EventRecord],
     matcher: Callable[[EventRecord], list[int]] | None = None,
+    half_lives: Sequence[float] | None = None,
 ) -> tuple[FloatArray, float] | None:
     """Roll one lead's state (rules x STATE_FIELDS, sums relative to ``ref``) forward with new
     events; returns the new state and reference time, or None when an event falls in a period
     before its rule's open one (the state must then be rebuilt from all the lead's events, for
-    example by folding them into :func:`empty_state`)."""
+    example by folding them into :func:`empty_state`). ``matcher`` and ``half_lives`` (seconds,
+    inf for none) may be computed once for many leads."""
 
     match = matcher or rule_matcher(model)
     matched: list[tuple[int, float]] = []
@@ -1199,14 +1206,15 @@ def fold_events(
             matched += [(j, t) for j in rules_hit]
     if not matched:
         return state, ref
-    out = state.copy()
     rules = model.engagement.rules
-    hls = _half_lives(model)
+    hls = list(half_lives) if half_lives is not None else _half_lives(model).tolist()
+    out = state.tolist()  # plain floats: cheaper than NumPy scalars for a handful of rules
     new_ref = max(ref, max(t for _, t in matched))
     if new_ref > ref:  # rebase: the stored sums shrink, new terms stay <= 1 (no overflow)
-        scale = np.power(2.0, -(new_ref - ref) / hls)
-        out[:, CLOSED] *= scale
-        out[:, OPEN_SUM] *= scale
+        for j, row in enumerate(out):
+            scale = 2.0 ** (-(new_ref - ref) / hls[j])
+            row[CLOSED] *= scale
+            row[OPEN_SUM] *= scale
     groups: dict[tuple[int, float], list[float]] = {}
     for j, t in matched:
         cap = rules[j].cap
@@ -1225,7 +1233,13 @@ def fold_events(
             row[OPEN_SUM] += s
         else:
             return None
-    return out, new_ref
+    return np.array(out, dtype=np.float64).reshape(state.shape), new_ref
+
+
+def half_lives_seconds(model: ScoringModel) -> list[float]:
+    """Per engagement rule, the half-life in seconds (inf: no decay), for :func:`fold_events`."""
+
+    return _half_lives(model).tolist()  # type: ignore[no-any-return]
 
 
 def engagement_points_from_state(
@@ -1435,6 +1449,7 @@ __all__ = [
     "evaluate_thresholds",
     "fit_points_matrix",
     "fold_events",
+    "half_lives_seconds",
     "parse_model",
     "rule_matcher",
     "scale_scores",

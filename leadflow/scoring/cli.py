@@ -27,7 +27,7 @@ AsOption = Annotated[
 ]
 
 
-def _rescore(db: Database, actor: Principal, fire: bool = True) -> None:
+def _rescore(db: Database, actor: Principal, fire: bool = True, rebuild: bool = False) -> None:
     from leadflow.cli import console
 
     with Progress(
@@ -43,11 +43,16 @@ def _rescore(db: Database, actor: Principal, fire: bool = True) -> None:
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = svc.rescore_all(db, actor, progress=progress, fire=fire)
+        result = svc.rescore_all(db, actor, progress=progress, fire=fire, rebuild=rebuild)
     actions = ", ".join(f"{k} {v:,}" for k, v in sorted(result.actions.items())) or "none"
     console.print(
         f"model v{result.model_version}: {result.leads:,} leads in {result.seconds:.1f}s, "
-        f"{result.changed:,} changed, {result.crossings:,} threshold crossings (actions: {actions})"
+        f"{result.changed:,} changed, {result.crossings:,} threshold crossings (actions: {actions}); "
+        + (
+            "engagement state built from the events"
+            if result.rebuilt
+            else "engagement from the kept state (no pass over the events)"
+        )
     )
 
 
@@ -220,12 +225,18 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def rescore_cmd(
         fire: Annotated[bool, typer.Option("--fire/--silent", help="Act on threshold crossings")] = True,
+        rebuild: Annotated[
+            bool,
+            typer.Option(
+                "--rebuild", help="Rebuild every lead's engagement state from the events (one pass)"
+            ),
+        ] = False,
         as_user: AsOption = None,
     ) -> None:
         """Rescore every lead with the active model (set-based), with a progress bar."""
 
         db = open_db()
-        _rescore(db, actor_for(db, as_user), fire=fire)
+        _rescore(db, actor_for(db, as_user), fire=fire, rebuild=rebuild)
 
     from leadflow.scoring.predictive_cli import register as register_predictive
 

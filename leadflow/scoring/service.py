@@ -579,18 +579,23 @@ def _read_states(session: Session, ids: Sequence[int], key: str, n_rules: int) -
 
 
 def _fetch_events(session: Session, event_ids: Sequence[int]) -> dict[int, list[core.EventRecord]]:
-    """Events by id, per lead, oldest first (the order folding needs)."""
+    """Events by id, per lead, oldest first (the order folding needs). Raw rows: the time comes
+    as epoch seconds from the SQL the bulk path uses, the properties as JSON."""
 
     out: dict[int, list[core.EventRecord]] = {}
+    epoch = _epoch_sql(session.get_bind().dialect.name)
+    from_ts = datetime.fromtimestamp
     for start in range(0, len(event_ids), 20_000):
         part = event_ids[start : start + 20_000]
-        rows = session.execute(
-            select(
-                Activity.lead_id, Activity.id, Activity.type, Activity.occurred_at, Activity.properties
-            ).where(Activity.id.in_(part))
-        ).all()
-        for lid, i, t, at, p in rows:
-            out.setdefault(int(lid), []).append(core.EventRecord(int(i), str(t), at, p))
+        rows = _raw_rows(
+            session,
+            f"SELECT act.lead_id, act.id, act.type, {epoch}, act.properties FROM activities act "
+            f"WHERE act.id IN ({_id_list(part)})",
+            {},
+        )
+        for lid, i, t, ep, p in rows:
+            props = json.loads(p) if isinstance(p, str) else p
+            out.setdefault(int(lid), []).append(core.EventRecord(int(i), str(t), from_ts(ep, UTC), props))
     for records in out.values():
         records.sort(key=lambda e: (e.occurred_at, e.id or 0))
     return out
@@ -636,12 +641,13 @@ def refresh_states(session: Session, model: core.ScoringModel, ids: Sequence[int
         return states
     records = _fetch_events(session, wanted)
     matcher = core.rule_matcher(model)
+    hls = core.half_lives_seconds(model)
     changed: list[tuple[Any, ...]] = []
     late: list[int] = []
     for lid, new_ids in fold.items():
         st = states[lid]
         recs = records.get(lid, [])
-        folded = core.fold_events(model, st.state, st.ref, recs, matcher)
+        folded = core.fold_events(model, st.state, st.ref, recs, matcher, hls)
         if folded is None:  # an event for a cap period already closed: rebuild
             late.append(lid)
             continue
@@ -657,7 +663,7 @@ def refresh_states(session: Session, model: core.ScoringModel, ids: Sequence[int
             rebuild[lid] = by_lead[lid]
     for lid, evs in rebuild.items():
         recs = records.get(lid, [])
-        folded = core.fold_events(model, core.empty_state(1, n_rules)[0], 0.0, recs, matcher)
+        folded = core.fold_events(model, core.empty_state(1, n_rules)[0], 0.0, recs, matcher, hls)
         assert folded is not None  # oldest first: nothing is late
         st = _LeadState(key, folded[1], len(evs), max(evs, default=0), _max_at(recs, -math.inf), folded[0])
         states[lid] = st
@@ -765,17 +771,21 @@ def _state_arrays(
     lid, rulesets, refs, maxes, blobs = zip(*rows, strict=True)
     size = _state_size(n_rules)
     id_arr = np.fromiter(lid, dtype=np.int64, count=len(rows))
-    ok = np.fromiter(
-        (r == key and len(b) == size for r, b in zip(rulesets, blobs, strict=True)),
-        dtype=np.bool_,
-        count=len(rows),
-    )
+    joined = b"".join(blobs)
+    if rulesets.count(key) == len(rows) and len(joined) == size * len(rows):  # the usual case
+        ok = np.ones(len(rows), dtype=np.bool_)
+    else:
+        ok = np.fromiter(
+            (r == key and len(b) == size for r, b in zip(rulesets, blobs, strict=True)),
+            dtype=np.bool_,
+            count=len(rows),
+        )
     want = np.asarray(ids, dtype=np.int64)
     pos = np.searchsorted(want, id_arr)
     inside = (pos < n) & (want[np.minimum(pos, n - 1)] == id_arr)
     good = ok & inside
     if good.any():
-        data = b"".join(itertools.compress(blobs, good.tolist()))
+        data = joined if good.all() else b"".join(itertools.compress(blobs, good.tolist()))
         state[pos[good]] = np.frombuffer(data, dtype=np.float64).reshape(-1, n_rules, core.STATE_FIELDS)
         ref[pos[good]] = np.asarray(refs, dtype=np.float64)[good]
         max_at[pos[good]] = np.asarray(maxes, dtype=np.float64)[good]
@@ -1070,12 +1080,33 @@ def _lock_scores(session: Session, where: str, params: Mapping[str, Any]) -> Non
     session.execute(text(sql), params)
 
 
-def _previous(
-    session: Session, ids: Sequence[int]
-) -> dict[int, tuple[float, float, float, dict[str, bool] | None]]:
-    out: dict[int, tuple[float, float, float, dict[str, bool] | None]] = {}
-    parsed: dict[Any, dict[str, bool] | None] = {None: None}
-    for start in range(0, len(ids), 30_000):
+@dataclass
+class _Previous:
+    """The stored scores of some leads, aligned with their ids (found: a score exists)."""
+
+    found: np.ndarray[Any, np.dtype[np.bool_]]
+    fit: np.ndarray[Any, np.dtype[np.float64]]
+    engagement: np.ndarray[Any, np.dtype[np.float64]]
+    total: np.ndarray[Any, np.dtype[np.float64]]
+    armed: np.ndarray[Any, np.dtype[np.bool_]]  # leads x thresholds (never seen: armed)
+
+
+def _previous(session: Session, ids: Sequence[int], tids: Sequence[str]) -> _Previous:
+    n = len(ids)
+    out = _Previous(
+        np.zeros(n, dtype=np.bool_),
+        np.zeros(n),
+        np.zeros(n),
+        np.zeros(n),
+        np.ones((n, len(tids)), dtype=np.bool_),
+    )
+    if not n:
+        return out
+    want = np.asarray(ids, dtype=np.int64)
+    order = np.argsort(want, kind="stable")
+    parsed: dict[Any, int] = {}  # distinct armed values (a handful) -> row of ``table``
+    table: list[list[bool]] = []
+    for start in range(0, n, 30_000):
         part = ids[start : start + 30_000]
         rows = _raw_rows(
             session,
@@ -1083,11 +1114,26 @@ def _previous(
             f"WHERE lead_id IN ({_id_list(part)})",
             {},
         )
-        for lid, f, e, t, armed in rows:
-            key = armed if not isinstance(armed, dict) else tuple(sorted(armed.items()))
-            if key not in parsed:
-                parsed[key] = armed if isinstance(armed, dict) else json.loads(armed)
-            out[int(lid)] = (float(f), float(e), float(t), parsed[key])
+        if not rows:
+            continue
+        lid, fit, eng, total, armed = zip(*rows, strict=True)
+        pos = order[np.searchsorted(want, np.asarray(lid, dtype=np.int64), sorter=order)]
+        codes = []
+        for a in armed:
+            key = tuple(sorted(a.items())) if isinstance(a, dict) else a
+            code = parsed.get(key)
+            if code is None:
+                value = a if isinstance(a, dict) or a is None else json.loads(a)
+                value = value or {}
+                code = parsed[key] = len(table)
+                table.append([bool(value.get(t, True)) for t in tids])
+            codes.append(code)
+        out.found[pos] = True
+        out.fit[pos] = np.asarray(fit, dtype=np.float64)
+        out.engagement[pos] = np.asarray(eng, dtype=np.float64)
+        out.total[pos] = np.asarray(total, dtype=np.float64)
+        if tids:
+            out.armed[pos] = np.asarray(table, dtype=np.bool_).reshape(-1, len(tids))[codes]
     return out
 
 
@@ -1221,52 +1267,46 @@ def _write(
     """Store scores, history and armed state for ``ids`` and act on threshold crossings."""
 
     model = active.model
-    prev = _previous(session, ids)
     tids = [t.id for t in model.thresholds]
-    n = len(ids)
-    armed = np.ones((n, len(tids)), dtype=np.bool_)
-    for i, lid in enumerate(ids):
-        p = prev.get(lid)
-        if p is not None and p[3]:
-            for j, tid in enumerate(tids):
-                armed[i, j] = bool(p[3].get(tid, True))
-    fired, new_armed = core.thresholds_step(model, arrays.as_mapping(), armed)
+    prev = _previous(session, ids, tids)
+    fired, new_armed = core.thresholds_step(model, arrays.as_mapping(), prev.armed)
     if not fire:
         # A silent rescore still moves the armed state, so nothing fires later for an old crossing.
         fired[:] = False
-    armed_text = {
-        key: json.dumps(dict(zip(tids, key, strict=True))) for key in {tuple(r) for r in new_armed.tolist()}
-    }
+    # The armed state as JSON text: one per distinct combination (a handful), shared by the rows.
+    if tids:
+        combos, combo_of = np.unique(new_armed, axis=0, return_inverse=True)
+        texts = [json.dumps(dict(zip(tids, map(bool, c), strict=True))) for c in combos.tolist()]
+        armed_text = [texts[i] for i in combo_of.reshape(-1).tolist()]
+    else:
+        armed_text = ["{}"] * len(ids)
     dialect = session.get_bind().dialect.name
     stamp = _stamp(dialect, now)
-    score_rows: list[tuple[Any, ...]] = []
-    history: list[tuple[Any, ...]] = []
+    n = len(ids)
     fit, eng, total = arrays.fit.tolist(), arrays.engagement.tolist(), arrays.total.tolist()
-    grade = arrays.grade.tolist()
-    armed_rows = new_armed.tolist()
-    for i, lid in enumerate(ids):
-        expl = json.dumps(explanations[i]) if explanations is not None else None
-        score_rows.append(
-            (
-                lid,
-                active.version,
-                fit[i],
-                eng[i],
-                total[i],
-                grade[i],
-                expl,
-                armed_text[tuple(armed_rows[i])],
-                stamp,
-            )
+    expl = [json.dumps(e) for e in explanations] if explanations is not None else itertools.repeat(None, n)
+    score_rows = list(
+        zip(
+            ids,
+            itertools.repeat(active.version, n),
+            fit,
+            eng,
+            total,
+            arrays.grade.tolist(),
+            expl,
+            armed_text,
+            itertools.repeat(stamp, n),
+            strict=False,
         )
-        p = prev.get(lid)
-        if (
-            p is None
-            or abs(p[0] - fit[i]) >= HISTORY_EPSILON
-            or abs(p[1] - eng[i]) >= HISTORY_EPSILON
-            or abs(p[2] - total[i]) >= HISTORY_EPSILON
-        ):
-            history.append((lid, stamp, fit[i], eng[i], total[i], active.version))
+    )
+    moved = ~prev.found | (
+        (np.abs(prev.fit - arrays.fit) >= HISTORY_EPSILON)
+        | (np.abs(prev.engagement - arrays.engagement) >= HISTORY_EPSILON)
+        | (np.abs(prev.total - arrays.total) >= HISTORY_EPSILON)
+    )
+    history = [
+        (ids[i], stamp, fit[i], eng[i], total[i], active.version) for i in np.flatnonzero(moved).tolist()
+    ]
     _upsert(session, score_rows)
     _insert_history(session, history)
     result.leads += n
@@ -1421,8 +1461,10 @@ def rescore_all(
     progress: ProgressFn | None = None,
     chunk: int = CHUNK,
     fire: bool = True,
+    rebuild: bool = False,
 ) -> RescoreResult:
-    """Rescore every live lead with the active model, one id range per transaction."""
+    """Rescore every live lead with the active model, one id range per transaction. ``rebuild``:
+    build the engagement states from the events even when the kept ones add up."""
 
     _require_manage(actor)
     started = time.perf_counter()
@@ -1448,7 +1490,9 @@ def rescore_all(
     t = time.perf_counter()
     build: _Build | None = None
     with db.transaction() as session:
-        reuse = session.get(EngagementBuild, key) is not None and _states_consistent(session, key)
+        reuse = (
+            not rebuild and session.get(EngagementBuild, key) is not None and _states_consistent(session, key)
+        )
         if not reuse:
             build = _build_states(session, active.model, now)
     t = result.timed("engagement state check" if reuse else "engagement state build (SQL)", t)

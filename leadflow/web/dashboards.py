@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
-from leadflow.errors import Forbidden, NotFound
+from leadflow.errors import NotFound
 from leadflow.reports import registry
 from leadflow.reports.registry import ReportResult
 from leadflow.web import service as web
@@ -75,44 +75,57 @@ def report_chart(result: ReportResult) -> dict[str, Any] | None:
 
 @router.get("", response_class=HTMLResponse)
 def dashboard(ctx: CtxDep) -> Response:
-    reports: list[dict[str, Any]] = []
-    charts: dict[str, Any] = {}
+    """The lead charts at once; each pipeline report loads in its own request (HTMX, on load), so
+    the page answers fast and a slow report delays only its own card."""
+
     with ctx.db.transaction() as s:
         ov = web.overview(s, ctx.principal)
-        for name, params in REPORTS:
-            try:
-                report, _p, result = registry.run(s, ctx.principal, name, params)
-            except (NotFound, Forbidden):
-                continue
-            spec = report_chart(result)
-            key = f"chart-report-{name}"
-            if spec is not None:
-                charts[key] = spec
-            reports.append(
-                {
-                    "name": name,
-                    "title": result.title or report.title,
-                    "result": result,
-                    "chart_id": key if spec else None,
-                }
-            )
-    charts.update(
-        {
-            "chart-funnel": chart(
-                "bar",
-                [s.replace("_", " ") for s, _ in ov.stages],
-                [{"label": "Leads", "data": [n for _, n in ov.stages]}],
-            ),
-            "chart-sources": chart(
-                "doughnut",
-                [s for s, _ in ov.sources],
-                [{"label": "Leads", "data": [n for _, n in ov.sources]}],
-            ),
-            "chart-scores": chart(
-                "bar",
-                [b for b, _ in ov.score_buckets],
-                [{"label": "Leads", "data": [n for _, n in ov.score_buckets]}],
-            ),
-        }
+    charts = {
+        "chart-funnel": chart(
+            "bar",
+            [s.replace("_", " ") for s, _ in ov.stages],
+            [{"label": "Leads", "data": [n for _, n in ov.stages]}],
+        ),
+        "chart-sources": chart(
+            "doughnut", [s for s, _ in ov.sources], [{"label": "Leads", "data": [n for _, n in ov.sources]}]
+        ),
+        "chart-scores": chart(
+            "bar",
+            [b for b, _ in ov.score_buckets],
+            [{"label": "Leads", "data": [n for _, n in ov.score_buckets]}],
+        ),
+    }
+    available = []
+    for name, _params in REPORTS:
+        try:
+            report = registry.get(name)
+        except NotFound:
+            continue
+        if ctx.principal.can(report.permission):
+            available.append({"name": name, "title": report.title})
+    return render(
+        ctx, ctx.request, "dashboard.html", nav="dashboard", ov=ov, charts=charts, reports=available
     )
-    return render(ctx, ctx.request, "dashboard.html", nav="dashboard", ov=ov, charts=charts, reports=reports)
+
+
+@router.get("/reports/{name}", response_class=HTMLResponse)
+def report_card(ctx: CtxDep, name: str) -> Response:
+    params = dict(REPORTS).get(name)
+    if params is None:
+        raise NotFound(f"no dashboard report {name!r}")
+    with ctx.db.transaction() as s:
+        report, _p, result = registry.run(s, ctx.principal, name, params)
+    spec = report_chart(result)
+    chart_id = f"chart-report-{name}"
+    return render(
+        ctx,
+        ctx.request,
+        "_report_card.html",
+        r={
+            "name": name,
+            "title": result.title or report.title,
+            "result": result,
+            "chart_id": chart_id if spec else None,
+        },
+        spec=spec,
+    )

@@ -101,7 +101,14 @@
     });
   }
 
-  function init(root) { drawCharts(root); selectAll(root); kanban(root); }
+  // Long filter panels start folded on a phone, so the list comes first.
+  function foldOnPhone(root) {
+    if (window.innerWidth >= 800) return;
+    root.querySelectorAll("details[data-collapse-on-phone]").forEach(function (d) { d.removeAttribute("open"); });
+  }
+
+  function init(root) { drawCharts(root); selectAll(root); kanban(root); foldOnPhone(root); }
   document.addEventListener("DOMContentLoaded", function () { init(document); });
-  document.addEventListener("htmx:afterSettle", function (e) { init(e.target || document); });
+  // Every init step skips what it already handled, so the whole document is cheap to rescan.
+  document.addEventListener("htmx:afterSettle", function () { init(document); });
 })();
