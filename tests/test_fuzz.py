@@ -78,7 +78,7 @@ def world(db: Database) -> World:
 
 def _operations(world: World) -> list[Any]:
     app = create_app(world.db)
-    loaded = schemathesis.openapi.from_asgi("/openapi.json", app)
+    loaded = schemathesis.openapi.from_asgi("/openapi.json", app, timeout=120)
     ops = [r.ok() for r in loaded.get_all_operations()]
     assert len(ops) >= 30, "the schema lost its operations"
     return ops
@@ -107,7 +107,7 @@ def _run(case: Any, world: World, actor: Actor) -> None:
     headers["Authorization"] = actor.headers["Authorization"]
     case.headers = headers
     before = _fingerprint(world.db)
-    response = case.call()
+    response = case.call(timeout=120)
     op = f"{case.method.upper()} {case.path}"
     STATS["requests"] += 1
     STATS[f"status_{response.status_code // 100}xx"] += 1
