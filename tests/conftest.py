@@ -19,6 +19,7 @@ from leadflow.auth.models import Role
 from leadflow.auth.principal import SYSTEM, Principal
 from leadflow.db.base import Base, Database
 from leadflow.db.migrate import upgrade
+from leadflow.scoring import service as scoring
 
 
 def _url(tmp_root: Path) -> str:
@@ -86,6 +87,17 @@ def app(database: Database) -> FastAPI:
     database before every test. Tests that change app state build their own."""
 
     return create_app(database)
+
+
+@pytest.fixture(autouse=True)
+def _restore_incremental_scoring() -> Iterator[None]:
+    """A test may switch incremental scoring off (to control when scores change); the session's
+    app relies on it being on, so it is restored after every test."""
+
+    before = scoring.registered()
+    yield
+    for registered in before:
+        scoring.register(registered)
 
 
 @pytest.fixture

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from leadflow.audit.models import AuditEntry
 from leadflow.audit.service import changes, record
-from leadflow.auth.models import Role, User
-from leadflow.auth.principal import Perm, Principal, Visibility
+from leadflow.auth.models import Role
+from leadflow.auth.ownership import can_see_owner, owner_visibility, require_assignable_owner
+from leadflow.auth.principal import Perm, Principal
 from leadflow.core import lifecycle
 from leadflow.core.contact import ContactError, normalize_country
 from leadflow.core.identity import NormalizedLead, normalize_lead
@@ -98,27 +99,11 @@ def snapshot(lead: Lead) -> dict[str, Any]:
 def visibility_clause(session: Session, actor: Principal) -> ColumnElement[bool] | None:
     """The WHERE clause limiting leads to what ``actor`` may see; None means everything."""
 
-    mode = actor.visibility
-    if mode is Visibility.ALL:
-        return None
-    if mode is Visibility.OWN:
-        if actor.user_id is None:
-            return Lead.owner_id.is_(None)
-        return or_(Lead.owner_id == actor.user_id, Lead.owner_id.is_(None))
-    team_ids = select(User.id).where(User.team == actor.team) if actor.team else None
-    if team_ids is None:
-        return or_(Lead.owner_id.is_(None), Lead.owner_id == actor.user_id)
-    return or_(Lead.owner_id.is_(None), Lead.owner_id.in_(team_ids))
+    return owner_visibility(actor, Lead.owner_id)
 
 
 def _can_see(session: Session, actor: Principal, lead: Lead) -> bool:
-    mode = actor.visibility
-    if mode is Visibility.ALL or lead.owner_id is None or lead.owner_id == actor.user_id:
-        return True
-    if mode is Visibility.OWN:
-        return False
-    owner = session.get(User, lead.owner_id)
-    return owner is not None and actor.team is not None and owner.team == actor.team
+    return can_see_owner(session, actor, lead.owner_id)
 
 
 def get_lead(session: Session, actor: Principal, lead_id: int, *, for_update: bool = False) -> Lead:
@@ -132,15 +117,7 @@ def get_lead(session: Session, actor: Principal, lead_id: int, *, for_update: bo
 
 
 def _check_owner(session: Session, actor: Principal, owner_id: int | None) -> None:
-    if owner_id is None:
-        return
-    owner = session.get(User, owner_id)
-    if owner is None or not owner.active:
-        raise InvalidInput("owner_id", f"no active user with id {owner_id}")
-    if actor.role is Role.SALES_REP and owner_id != actor.user_id:
-        raise Forbidden("sales reps can assign leads only to themselves", field="owner_id")
-    if actor.role is Role.MANAGER and owner.team != actor.team and owner_id != actor.user_id:
-        raise Forbidden("managers assign leads only within their team", field="owner_id")
+    require_assignable_owner(session, actor, owner_id, "leads")
 
 
 # --------------------------------------------------------------------------------- accounts

@@ -1442,6 +1442,12 @@ def register(db: Database) -> None:
     _databases[id(db.engine)] = db
 
 
+def registered() -> list[Database]:
+    """The databases whose leads are rescored incrementally (``register``)."""
+
+    return list(_databases.values())
+
+
 def unregister(db: Database) -> None:
     if _databases.pop(id(db.engine), None) is not None and not _databases:
         for name in _EVENTS:

@@ -16,13 +16,14 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from leadflow.audit.service import record
-from leadflow.auth.models import Role, User
+from leadflow.auth.models import User
+from leadflow.auth.ownership import require_assignable_owner
 from leadflow.auth.principal import Perm, Principal, Visibility
 from leadflow.clock import now as clock_now
 from leadflow.core.calendar import is_valid_zone, local_day_bounds, zone
 from leadflow.core.engagement import ActivityType
 from leadflow.db.pagination import Page, keyset, page_of
-from leadflow.errors import Forbidden, InvalidInput, NotFound, StaleVersion
+from leadflow.errors import InvalidInput, NotFound, StaleVersion
 from leadflow.events import emit
 from leadflow.leads.activities import log_activity
 from leadflow.leads.models import Lead
@@ -95,15 +96,7 @@ def get_task(session: Session, actor: Principal, task_id: int, *, for_update: bo
 
 
 def _check_owner(session: Session, actor: Principal, owner_id: int | None) -> None:
-    if owner_id is None:
-        return
-    owner = session.get(User, owner_id)
-    if owner is None or not owner.active:
-        raise InvalidInput("owner_id", f"no active user with id {owner_id}")
-    if actor.role is Role.SALES_REP and owner_id != actor.user_id:
-        raise Forbidden("sales reps assign tasks only to themselves", field="owner_id")
-    if actor.role is Role.MANAGER and owner.team != actor.team and owner_id != actor.user_id:
-        raise Forbidden("managers assign tasks only within their team", field="owner_id")
+    require_assignable_owner(session, actor, owner_id, "tasks")
 
 
 def _check_text(field: str, value: str | None, limit: int, *, required: bool = False) -> str | None:
