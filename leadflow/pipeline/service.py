@@ -19,14 +19,14 @@ from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from leadflow.audit.service import changes, record
-from leadflow.auth.models import Role, User
-from leadflow.auth.principal import Perm, Principal, Visibility
+from leadflow.auth.ownership import owner_visibility, require_assignable_owner
+from leadflow.auth.principal import Perm, Principal
 from leadflow.core import pipeline as core
 from leadflow.core.engagement import SALES_TOUCHES
 from leadflow.core.lifecycle import DealWon, OpportunityOpened, Stage
 from leadflow.db.base import utcnow
 from leadflow.db.pagination import Page, keyset, page_of
-from leadflow.errors import Conflict, Forbidden, InvalidInput, NotFound, StaleVersion
+from leadflow.errors import Conflict, InvalidInput, NotFound, StaleVersion
 from leadflow.events import emit
 from leadflow.leads import accounts as account_svc
 from leadflow.leads import service as leads
@@ -349,15 +349,7 @@ def retire_reason(session: Session, actor: Principal, kind: str, key: str) -> No
 def visibility_clause(actor: Principal) -> ColumnElement[bool] | None:
     """Deals an actor may see: a rep its own (and unassigned) ones, a manager the team's."""
 
-    mode = actor.visibility
-    if mode is Visibility.ALL:
-        return None
-    if mode is Visibility.OWN or actor.team is None:
-        if actor.user_id is None:
-            return Opportunity.owner_id.is_(None)
-        return or_(Opportunity.owner_id == actor.user_id, Opportunity.owner_id.is_(None))
-    team_ids = select(User.id).where(User.team == actor.team)
-    return or_(Opportunity.owner_id.is_(None), Opportunity.owner_id.in_(team_ids))
+    return owner_visibility(actor, Opportunity.owner_id)
 
 
 def get_opportunity(session: Session, actor: Principal, opp_id: int) -> Opportunity:
@@ -373,15 +365,7 @@ def get_opportunity(session: Session, actor: Principal, opp_id: int) -> Opportun
 
 
 def _check_owner(session: Session, actor: Principal, owner_id: int | None) -> None:
-    if owner_id is None:
-        return
-    owner = session.get(User, owner_id)
-    if owner is None or not owner.active:
-        raise InvalidInput("owner_id", f"no active user with id {owner_id}")
-    if actor.role is Role.SALES_REP and owner_id != actor.user_id:
-        raise Forbidden("sales reps can own only their own opportunities", field="owner_id")
-    if actor.role is Role.MANAGER and owner.team != actor.team and owner_id != actor.user_id:
-        raise Forbidden("managers assign opportunities only within their team", field="owner_id")
+    require_assignable_owner(session, actor, owner_id, "opportunities")
 
 
 def _bump(session: Session, opp: Opportunity, expected: int | None) -> None:
