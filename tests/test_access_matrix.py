@@ -57,6 +57,11 @@ PARAM_KINDS: dict[str, str] = {
     "form_key": "public",
     "version": "model",
     "path": "public",  # static files
+    "assessment_id": "lead",  # a needs assessment: visible through its lead (404 otherwise)
+    "rule_id": "shared",  # assignment rules: configuration everyone reads, admins change
+    "level": "model",  # organization | opportunity | stakeholder
+    "key": "model",  # settings / sequence keys
+    "public_key": "public",  # the public needs-assessment form
 }
 
 _LEAD_KEYS = re.compile(r"^(lead_id|loser_id|winner_id|lead)$")
