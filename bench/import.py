@@ -5,8 +5,8 @@ and peak memory.
     .venv/bin/python bench/import.py --rows 200000        # smaller
     .venv/bin/python bench/import.py --db postgresql+psycopg://user:pw@127.0.0.1/bench
     .venv/bin/python bench/import.py --rerun              # also time a second run of the same file
-    .venv/bin/python bench/import.py --no-lead-audit      # measure what the per-lead audit costs
     .venv/bin/python bench/import.py --sqlite-floor       # SQLite's own cost per imported lead
+    .venv/bin/python bench/import.py --sqlite-floor --bare  # ... without the secondary lead indexes
 
 The generated file is a Salesforce-style lead export: names (with accents and apostrophes),
 corporate and free-mail addresses, phones in national and international formats of a dozen
@@ -37,8 +37,7 @@ from sqlalchemy import func, select, text
 from leadflow.auth.models import User
 from leadflow.db.base import Database
 from leadflow.db.migrate import upgrade
-from leadflow.imports.service import run_import
-from leadflow.imports.writer import ChunkWriter
+from leadflow.imports.service import DEFAULT_CHUNK, run_import
 from leadflow.leads.models import Account, Lead
 
 
@@ -357,9 +356,23 @@ def maxrss_mib() -> tuple[float, float]:
     return self_kib / 1024, kids_kib / 1024
 
 
-def sqlite_floor(directory: Path, rows: int = 1_000_000, chunk: int = 5000) -> None:
-    """What SQLite alone costs per imported lead on this schema: raw executemany of the three
-    rows an import writes per lead (lead, first stage change, audit entry), no Python work."""
+LEAD_SECONDARY_INDEXES = (
+    "ix_leads_stage_id",
+    "ix_leads_owner_id_id",
+    "ix_leads_created_at_id",
+    "ix_leads_updated_at_id",
+    "ix_leads_last_name_id",
+    "ix_leads_source",
+    "ix_leads_account_id",
+)
+
+
+def sqlite_floor(
+    directory: Path, rows: int = 1_000_000, chunk: int = DEFAULT_CHUNK, *, bare: bool = False
+) -> None:
+    """What SQLite alone costs per imported lead on this schema: raw executemany of the two rows
+    an import writes per lead (lead, first stage change) and its one audit entry per transaction,
+    no Python work."""
 
     path = directory / "floor.db"
     for suffix in ("", "-wal", "-shm"):
@@ -401,13 +414,16 @@ def sqlite_floor(directory: Path, rows: int = 1_000_000, chunk: int = 5000) -> N
     ]
     raw = db.engine.raw_connection()
     cur = raw.cursor()
+    if bare:  # what the seven secondary indexes on leads cost
+        for index in LEAD_SECONDARY_INDEXES:
+            cur.execute(f"DROP INDEX {index}")
     cur.executemany(
         "INSERT INTO accounts (name, name_key, created_at, updated_at, version) VALUES (?, ?, ?, ?, 1)",
         [(f"a{i}", f"a{i}", ts, ts) for i in range(5001)],
     )
     raw.commit()
     cur.execute("PRAGMA wal_autocheckpoint=16384")
-    spent = {"leads": 0.0, "stage_changes": 0.0, "audit_log": 0.0}
+    spent = {"leads": 0.0, "stage_changes": 0.0, "audit_log + commit": 0.0}
     first_id = 1
     for k in range(0, rows, chunk):
         part = leads[k : k + chunk]
@@ -421,10 +437,10 @@ def sqlite_floor(directory: Path, rows: int = 1_000_000, chunk: int = 5000) -> N
             [(i, ts, "import #1", '{"kind":"imported"}') for i in ids],
         )
         c2 = time.process_time()
-        cur.executemany(
+        cur.execute(
             "INSERT INTO audit_log (at, actor_label, entity_type, entity_id, action, after, reason) "
-            "VALUES (?, 'cli', 'lead', ?, 'create', ?, 'import #1')",
-            [(ts, i, f'{{"line":{i}}}') for i in ids],
+            "VALUES (?, 'cli', 'leads', ?, 'import', ?, 'import #1')",
+            (ts, ids[0], f'{{"import_id":1,"ids":[[{ids[0]},{ids[-1]}]],"lines":{list(ids)}}}'),
         )
         raw.commit()
         c3 = time.process_time()
@@ -436,8 +452,10 @@ def sqlite_floor(directory: Path, rows: int = 1_000_000, chunk: int = 5000) -> N
     total = sum(spent.values())
     parts = ", ".join(f"{name} {sec / rows * 1e6:.0f}" for name, sec in spent.items())
     print(
-        f"SQLite floor ({rows:,} leads, CPU us per lead): {parts}; total {total / rows * 1e6:.0f} us "
-        f"= at most {rows / total:,.0f} leads/s for a single writer doing nothing else"
+        f"SQLite floor ({rows:,} leads{', no secondary indexes on leads' if bare else ''}, "
+        f"CPU us per lead): {parts}; total {total / rows * 1e6:.0f} us "
+        f"= at most {rows / total:,.0f} leads/s for a single writer doing nothing else; "
+        f"load average {os.getloadavg()[0]:.2f}"
     )
 
 
@@ -448,14 +466,14 @@ def main() -> int:
     ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "leadflow-bench")
     ap.add_argument("--db", help="database URL (default: a fresh SQLite file in --dir)")
     ap.add_argument("--workers", type=int, default=None, help="validation processes (default: cores)")
-    ap.add_argument("--chunk", type=int, default=5000)
+    ap.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="rows per chunk (and write transaction)")
     ap.add_argument("--rerun", action="store_true", help="import the same file a second time")
-    ap.add_argument("--no-lead-audit", action="store_true", help="skip per-lead audit entries")
     ap.add_argument("--sqlite-floor", action="store_true", help="only time SQLite's own insert cost")
+    ap.add_argument("--bare", action="store_true", help="--sqlite-floor without the secondary lead indexes")
     args = ap.parse_args()
     if args.sqlite_floor:
         args.dir.mkdir(parents=True, exist_ok=True)
-        sqlite_floor(args.dir)
+        sqlite_floor(args.dir, min(args.rows, 1_000_000), bare=args.bare)
         return 0
 
     args.dir.mkdir(parents=True, exist_ok=True)
@@ -489,8 +507,6 @@ def main() -> int:
             ("Dan Rep", "dan@bench.example"),
         ):
             s.add(User(name=name, email=email, role="sales_rep"))
-    if args.no_lead_audit:
-        ChunkWriter.AUDIT_LEADS = False
 
     last = [0.0]
 

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     # Where unsubscribe links point (the public address of this server).
     public_url: str = "http://127.0.0.1:8000"
     # Sequence touches (emails sent, call tasks opened) per lead per 7 days, across all sequences.
-    cadence_weekly_cap: int = 4
+    cadence_weekly_cap: int = 5
     # A step claimed this long ago and never finished is flagged for review, never re-sent.
     cadence_stale_after_seconds: int = 900
     # Working hours for people and leads without their own time zone.

@@ -95,18 +95,63 @@ def _load_feature_jobs() -> None:
 
 
 class _PrefixedSqlHuey:
-    """Build huey's SQL storage with its tables named huey_* (they share our database)."""
+    """huey's SQL storage with its tables named huey_* (they share our PostgreSQL database)."""
 
     @staticmethod
     def create(name: str, url: str) -> Huey:
-        from huey.contrib.sql_huey import SqlStorage
+        from huey.contrib.sql_huey import BytesBlobField, SqlStorage
+        from peewee import CharField, CompositeKey, FloatField, IntegerField, Model, TimestampField
 
         class Storage(SqlStorage):  # type: ignore[misc]
+            # The same models as huey's, under our table names (the index is declared after the
+            # name, so it refers to the right table).
             def create_models(self) -> Any:
-                models = super().create_models()
-                for model in models:
-                    model._meta.set_table_name("huey_" + model._meta.table_name)
-                return models
+                database = self.database
+
+                class Base(Model):
+                    class Meta:
+                        pass
+
+                Base._meta.database = database
+
+                class KV(Base):
+                    queue = CharField()
+                    key = CharField()
+                    value = BytesBlobField()
+
+                    class Meta:
+                        table_name = "huey_kv"
+                        primary_key = CompositeKey("queue", "key")
+
+                class Schedule(Base):
+                    queue = CharField()
+                    data = BytesBlobField()
+                    timestamp = TimestampField(resolution=1000)
+
+                    class Meta:
+                        table_name = "huey_schedule"
+                        indexes = ((("queue", "timestamp"), False),)
+
+                class Task(Base):
+                    queue = CharField()
+                    data = BytesBlobField()
+                    priority = FloatField(default=0.0)
+
+                    class Meta:
+                        table_name = "huey_task"
+
+                Task.add_index(Task.priority.desc(), Task._meta.primary_key)
+
+                class Counter(Base):
+                    queue = CharField()
+                    key = CharField()
+                    value = IntegerField()
+
+                    class Meta:
+                        table_name = "huey_counter"
+                        primary_key = CompositeKey("queue", "key")
+
+                return (KV, Schedule, Task, Counter)
 
         return Huey(name, storage_class=Storage, database=url, utc=True)
 

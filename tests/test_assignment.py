@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from leadflow.auth.principal import SYSTEM
 from leadflow.core.assignment import region_of
 from leadflow.core.lifecycle import MarketingReview, Stage
 from leadflow.db.base import Database
+from leadflow.imports.service import run_import
 from leadflow.leads import accounts
 from leadflow.leads import service as leads
 from leadflow.leads.models import Lead
@@ -244,3 +246,20 @@ def test_rules_api(client: TestClient, db: Database, team: dict[str, Actor]) -> 
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["lead_ids"]
     assert client.delete(f"/api/assignment/rules/{new_id}", headers=h).status_code == 204
     assert len(client.get("/api/assignment/rules", headers=h).json()) == 1
+
+
+def test_imported_leads_are_routed_by_the_rules(db: Database, team: dict[str, Actor], tmp_path: Path) -> None:
+    handoff.register()
+    rule(db, {"name": "EMEA pool", "strategy": "round_robin", "team": "emea"})
+    csv_path = tmp_path / "leads.csv"
+    csv_path.write_text(
+        "Email,First Name,Country\n" + "".join(f"imp{i}@example.org,Imp{i},DE\n" for i in range(6)),
+        encoding="utf-8",
+    )
+    result = run_import(db, csv_path, report_dir=tmp_path, workers=1)
+    assert result.created == 6
+    with db.transaction() as s:
+        owners = list(s.scalars(select(Lead.owner_id).order_by(Lead.id)))
+        assert owners == [team[k].user_id for k in ("ann", "bob", "cat", "ann", "bob", "cat")]
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.action == "assign")).all()
+        assert len(entries) == 6 and all(e.evidence and e.evidence["trigger"] == "import" for e in entries)

@@ -18,6 +18,7 @@ from leadflow.db.base import Database
 from leadflow.errors import Forbidden, InvalidInput
 from leadflow.imports.service import ImportResult, run_import
 from leadflow.leads.models import Account, ImportJob, Lead, StageChange
+from leadflow.leads.service import lead_audit
 
 DATA = Path(__file__).parent / "data" / "imports"
 
@@ -474,10 +475,10 @@ def test_row_errors_are_reported_and_other_rows_land(db: Database, tmp_path: Pat
     # No half-written row: nothing of a failed row exists anywhere.
     assert count(db, StageChange) == 2
     with db.transaction() as s:
-        lead_audits = s.scalar(
-            select(func.count()).select_from(AuditEntry).where(AuditEntry.entity_type == "lead")
-        )
-    assert lead_audits == 2
+        (batch,) = s.scalars(select(AuditEntry).where(AuditEntry.entity_type == "leads"))
+        ids = {e: lead.id for e, lead in leads(db).items()}
+    assert batch.after is not None and batch.after["lines"] == [2, 9]
+    assert batch.after["ids"] == [[ids["ok@acme-corp.com"], ids["extra@acme-corp.com"]]]
 
 
 def test_a_row_the_database_refuses_fails_alone(db: Database, tmp_path: Path) -> None:
@@ -529,12 +530,30 @@ def test_job_and_audit_trail(db: Database, tmp_path: Path) -> None:
         "salesforce",
     )
     assert job.finished_at is not None and job.error_report == result.error_report
-    lead_entries = [e for e in entries if e.entity_type == "lead"]
-    assert len(lead_entries) == 6
-    assert {(e.action, e.actor_id, e.actor_label, e.reason) for e in lead_entries} == {
-        ("create", admin.id, actor.label, f"import #{result.id}")
-    }
-    assert lead_entries[0].after == {"line": 2}
+    # One audit entry for the leads the transaction created; each lead's audit shows its part of
+    # it as its own creation: who, when, why (the import), the file line, the imported evidence.
+    (batch,) = [e for e in entries if e.entity_type == "leads"]
+    assert (batch.action, batch.actor_id, batch.actor_label, batch.reason) == (
+        "import",
+        admin.id,
+        actor.label,
+        f"import #{result.id}",
+    )
+    assert not [e for e in entries if e.entity_type == "lead"]
+    by_email = leads(db)
+    lines = {}
+    with db.transaction() as s:
+        for email, lead in by_email.items():
+            (created,) = lead_audit(s, actor, lead.id)
+            assert (created.entity_type, created.entity_id, created.action) == ("lead", lead.id, "create")
+            assert (created.actor_id, created.actor_label, created.at) == (admin.id, actor.label, batch.at)
+            assert created.reason == f"import #{result.id}"
+            assert created.after is not None and created.after["import_id"] == result.id
+            (first,) = stage_history(db, lead.id)
+            assert created.evidence == first.evidence
+            lines[email] = created.after["line"]
+    assert sorted(lines.values()) == [2, 3, 4, 5, 6, 9]
+    assert (lines["ada@analytical.co.uk"], lines["katherine@nasa.gov"]) == (2, 9)
     (job_entry,) = [e for e in entries if e.entity_type == "import"]
     assert (job_entry.entity_id, job_entry.action, job_entry.actor_id) == (result.id, "import", admin.id)
     assert job_entry.after is not None and job_entry.after["created"] == 6

@@ -173,3 +173,41 @@ def test_cli_import(cli: typer.Typer, db: Database, tmp_path: Path) -> None:
 
     res = runner.invoke(cli, ["import", str(tmp_path / "missing.csv")])
     assert res.exit_code == 2 and "is not a file" in res.output
+
+
+def test_an_imported_leads_audit_answers_who_when_why(api: TestClient, admin: Actor, db: Database) -> None:
+    """The import writes one audit entry per transaction for the leads it creates; each lead's
+    audit (GET /api/leads/{id}/audit) still starts with its own creation, then later changes."""
+
+    res = upload(api, admin, "leads.csv", (DATA / "salesforce_leads.csv").read_bytes(), mapping="salesforce")
+    assert res.status_code == 201, res.text  # type: ignore[attr-defined]
+    import_id = res.json()["id"]  # type: ignore[attr-defined]
+    with db.transaction() as s:
+        lead = s.scalars(select(Lead).where(Lead.email == "ada@analytical.co.uk")).one()
+        lead_id, version = lead.id, lead.version
+    changed = api.patch(
+        f"/api/leads/{lead_id}",
+        headers=admin.headers,
+        json={"job_title": "Chief Mathematician", "version": version},
+    )
+    assert changed.status_code == 200, changed.text
+    trail = api.get(f"/api/leads/{lead_id}/audit", headers=admin.headers)
+    assert trail.status_code == 200, trail.text
+    created, updated = trail.json()
+    assert (created["entity_type"], created["entity_id"], created["action"]) == ("lead", lead_id, "create")
+    assert (created["actor_id"], created["reason"]) == (admin.user_id, f"import #{import_id}")
+    assert created["after"] == {"line": 2, "import_id": import_id} and created["at"]
+    assert created["evidence"] == {
+        "kind": "imported",
+        "system": "salesforce",
+        "original_value": "Open - Not Contacted",
+    }
+    assert updated["action"] == "update" and updated["after"]["job_title"] == "Chief Mathematician"
+    # The personal-data export holds the same trail.
+    export = api.get(f"/api/leads/{lead_id}/export", headers=admin.headers)
+    assert export.status_code == 200, export.text
+    audit = export.json()["audit"]
+    assert [(a["action"], a["id"], a["reason"]) for a in audit[:2]] == [
+        ("create", created["id"], f"import #{import_id}"),
+        ("update", updated["id"], updated["reason"]),
+    ]

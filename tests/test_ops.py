@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 from conftest import Actor, make_user
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
@@ -22,7 +20,7 @@ from leadflow.config import get_settings
 from leadflow.db.base import Database
 from leadflow.leads.models import Lead
 from leadflow.ops import backup as backups
-from leadflow.ops.logging import configure_logging
+from leadflow.ops.logging import configure_logging, reset_logging
 from leadflow.ops.models import IdempotencyKey
 
 runner = CliRunner()
@@ -54,8 +52,7 @@ def test_every_request_is_logged_as_one_json_line(
         assert missing.status_code == 404
         assert len(missing.headers["x-request-id"]) == 32  # a fresh id when none was sent
     finally:
-        logging.getLogger().handlers = [h for h in logging.getLogger().handlers if h.get_name() != "leadflow"]
-        structlog.reset_defaults()
+        reset_logging()
     lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
     requests = [x for x in lines if x.get("event") == "request"]
     assert len(requests) == 2, lines

@@ -31,12 +31,6 @@ from leadflow.scoring.predictive_models import PredictiveModel
 LEADS = 2400
 
 
-@pytest.fixture
-def quiet(db: Database) -> Database:
-    scoring.unregister(db)  # no incremental scoring of the generated leads (not needed here)
-    return db
-
-
 def _generate(db: Database, leads: int = LEADS, seed: int = 7) -> synthetic.SyntheticSummary:
     with db.transaction() as s:
         return synthetic.generate(s, leads=leads, seed=seed)
@@ -110,7 +104,6 @@ def test_naive_bayes_learns_value_frequencies() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("quiet")
 def test_training_recovers_the_latent_signal(
     db: Database, client: TestClient, admin: Actor, run_cli: Any, tmp_path: Path
 ) -> None:
@@ -187,7 +180,6 @@ def test_training_recovers_the_latent_signal(
     ).json()["detail"][0]["loc"] == ["target"]
 
 
-@pytest.mark.usefixtures("quiet")
 def test_too_few_outcomes_is_a_clear_error(
     db: Database, client: TestClient, admin: Actor, run_cli: Any
 ) -> None:
@@ -209,7 +201,6 @@ def test_too_few_outcomes_is_a_clear_error(
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("quiet")
 def test_applied_suggestions_raise_the_rule_scores_holdout_auc_and_roll_back(
     db: Database, client: TestClient, admin: Actor, run_cli: Any
 ) -> None:

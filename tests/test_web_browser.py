@@ -25,10 +25,13 @@ from leadflow.db.base import Database
 from leadflow.db.migrate import upgrade
 from leadflow.leads import service as leads
 from leadflow.leads.models import Lead
+from leadflow.pipeline.models import Opportunity
 from leadflow.scoring import service as scoring
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "browser-test-pw"
+# Generous waits: the machines running the suite are shared and often busy.
+expect.set_options(timeout=20_000)
 
 
 @dataclass
@@ -114,7 +117,7 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1366, "height": 900}, accept_downloads=True)
     pg = context.new_page()
-    pg.set_default_timeout(15_000)
+    pg.set_default_timeout(30_000)
     yield pg
     context.close()
 
@@ -136,7 +139,7 @@ def test_wrong_password_stays_on_sign_in(page: Page, live: Live) -> None:
     expect(page.get_by_role("alert")).to_contain_text("Wrong email or password")
 
 
-def test_import_open_log_call_and_qualify_to_sql(page: Page, live: Live, tmp_path: Path) -> None:
+def test_import_qualify_convert_and_drag_across_the_kanban(page: Page, live: Live, tmp_path: Path) -> None:
     sign_in(page, live, "manager")
 
     # CSV import with progress and the row-error report
@@ -198,15 +201,43 @@ def test_import_open_log_call_and_qualify_to_sql(page: Page, live: Live, tmp_pat
     expect(timeline).to_contain_text("40k approved")
     assert page.url == lead_url
 
+    # Convert to an opportunity, then drag it across the kanban
+    convert = page.locator("#convert")
+    convert.get_by_label("Deal name").fill("Navy Systems — Pro")
+    convert.get_by_label("Amount").fill("40000")
+    convert.get_by_role("button", name="Convert to opportunity").click()
+    expect(page.get_by_role("heading", name=re.compile("Navy Systems — Pro"))).to_be_visible()
+    expect(page.locator("#opp-stage")).to_have_text("Qualification")
     with live.db.transaction() as s:
-        stage = s.scalar(select(Lead.stage).where(Lead.email == "grace.hopper@navy-systems.example.com"))
-    assert stage == "sql"
+        lead_stage = s.scalar(select(Lead.stage).where(Lead.email == "grace.hopper@navy-systems.example.com"))
+        opp_id = s.scalar(select(Opportunity.id).where(Opportunity.name == "Navy Systems — Pro"))
+    assert lead_stage == "opportunity"
+
+    page.get_by_role("link", name="Pipeline", exact=True).click()
+    card = page.locator(f'[data-card="{opp_id}"]')
+    expect(page.locator("#column-qualification")).to_contain_text("Navy Systems — Pro")
+    card.drag_to(page.locator("#column-proposal"))
+    expect(page.locator("#column-proposal")).to_contain_text("Navy Systems — Pro")
+    expect(page.locator("#column-proposal h2")).to_contain_text("1")
+    expect(page.locator("#column-proposal")).to_contain_text("weighted 20,000")
+
+    # Closing lost asks for the reason first
+    page.locator(f'[data-card="{opp_id}"]').drag_to(page.locator("#column-closed_lost"))
+    dialog = page.locator("#column-closed_lost dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Reason").select_option(index=0)
+    dialog.get_by_label("Note").fill("went with a spreadsheet")
+    dialog.get_by_role("button", name=re.compile("Move to")).click()
+    expect(page.locator("#column-closed_lost")).to_contain_text("Navy Systems — Pro")
+    with live.db.transaction() as s:
+        opp = s.get(Opportunity, opp_id)
+        assert opp is not None and opp.status == "lost" and opp.close_note == "went with a spreadsheet"
 
 
 def test_dashboard_draws_its_charts(page: Page, live: Live) -> None:
     sign_in(page, live, "admin")
     page.get_by_role("link", name="Dashboards").click()
-    for chart in ("chart-funnel", "chart-sources", "chart-scores"):
+    for chart in ("chart-funnel", "chart-sources", "chart-scores", "chart-report-funnel"):
         canvas = page.locator(f'canvas[data-chart="{chart}"]')
         expect(canvas).to_have_attribute("data-drawn", "1")
         drawn = page.evaluate(
@@ -248,3 +279,34 @@ def test_pages_fit_a_phone_screen(browser: Browser, live: Live) -> None:
             assert overflow <= 1, f"{path} scrolls sideways by {overflow}px on a phone"
     finally:
         context.close()
+
+
+def test_task_inbox_logs_an_outcome_in_one_click(page: Page, live: Live) -> None:
+    from datetime import timedelta
+
+    from leadflow.db.base import utcnow
+    from leadflow.tasks import service as tasks
+    from leadflow.tasks.models import Task
+
+    with live.db.transaction() as s:
+        lead_id = leads.create_lead(
+            s, SYSTEM, {"email": "renewal@example.org", "last_name": "Renewal", "owner_id": live.users["rep"]}
+        ).lead.id
+        task_id = tasks.create_task(
+            s,
+            SYSTEM,
+            lead_id=lead_id,
+            kind="call",
+            title="Call about the renewal",
+            due_at=utcnow() - timedelta(hours=1),
+            owner_id=live.users["rep"],
+        ).id
+    sign_in(page, live, "rep")
+    page.get_by_role("link", name="Tasks").click()
+    row = page.locator(f"#task-{task_id}")
+    expect(row).to_contain_text("Call about the renewal")
+    row.get_by_role("button", name="Connected: Call about the renewal").click()
+    expect(page.get_by_role("status")).to_contain_text("Call about the renewal (connected)")
+    with live.db.transaction() as s:
+        task = s.get(Task, task_id)
+        assert task is not None and task.status == "done"

@@ -108,18 +108,18 @@ def test_unsafe_requests_without_the_csrf_token_are_refused(client: TestClient, 
     rep = make_user(db, "Rita", Role.SALES_REP, "EMEA")
     lead_id = _lead(db, rep, "ada@example.org")
     csrf = sign_in(client, db, rep)
-    form = {"kind": "call", "outcome": "connected", "notes": "hi"}
-    r = client.post(f"/app/leads/{lead_id}/activities", data=form, follow_redirects=False)
+    form = {"outcome": "connected", "notes": "hi"}
+    r = client.post(f"/app/leads/{lead_id}/call", data=form, follow_redirects=False)
     assert r.status_code == 403
     r = client.post(
-        f"/app/leads/{lead_id}/activities", data={**form, "csrf_token": "forged"}, follow_redirects=False
+        f"/app/leads/{lead_id}/call", data={**form, "csrf_token": "forged"}, follow_redirects=False
     )
     assert r.status_code == 403
     with db.transaction() as s:
         assert list_activities(s, rep.principal, ActivityFilter(lead_id=lead_id)).items == []
     # The header HTMX sends works as well as the form field.
     r = client.post(
-        f"/app/leads/{lead_id}/activities", data=form, headers={"X-CSRF-Token": csrf}, follow_redirects=False
+        f"/app/leads/{lead_id}/call", data=form, headers={"X-CSRF-Token": csrf}, follow_redirects=False
     )
     assert r.status_code == 303
     with db.transaction() as s:
@@ -408,3 +408,134 @@ def test_session_cookie_does_not_authenticate_the_api(client: TestClient, db: Da
     rep = make_user(db, "Rita", Role.SALES_REP, "EMEA")
     sign_in(client, db, rep)
     assert client.get("/api/leads").status_code == 401
+
+
+def _deal(db: Database, actor: Actor, email: str, owner_id: int, amount: float) -> int:
+    from leadflow.core.lifecycle import DiscoveryCall, MarketingReview, NeedsAssessment
+    from leadflow.pipeline import service as pipeline
+
+    lead_id = _lead(db, actor, email, owner_id=owner_id, company=email.split("@")[0].title())
+    with db.transaction() as s:
+        for stage, ev in (
+            (leads.Stage.MQL, MarketingReview(note="booth")),
+            (leads.Stage.SAL, NeedsAssessment(answers={"need": "x"})),
+            (leads.Stage.SQL, DiscoveryCall(criteria={"budget": True})),
+        ):
+            leads.transition_lead(s, actor.principal, lead_id, stage, evidence=ev)
+        opp = pipeline.convert_lead(s, actor.principal, lead_id, pipeline.ConvertInput(amount=amount))
+        return opp.id
+
+
+def test_kanban_totals_moves_and_visibility(client: TestClient, db: Database) -> None:
+    admin = make_user(db, "Boss", Role.ADMIN)
+    rep = make_user(db, "Rita", Role.SALES_REP, "EMEA")
+    other = make_user(db, "Sam", Role.SALES_REP, "Americas")
+    mine = _deal(db, admin, "mine@example.org", rep.user_id, 10_000)
+    _deal(db, admin, "mine2@example.org", rep.user_id, 30_000)
+    theirs = _deal(db, admin, "theirs@example.org", other.user_id, 99_000)
+    csrf = sign_in(client, db, rep)
+    board = client.get("/app/pipeline").text
+    qualification = board[
+        board.index('id="column-qualification"') : board.index('id="column-needs_analysis"')
+    ]
+    assert "Mine" in qualification and "Theirs" not in board
+    assert "40,000 · weighted <strong>4,000</strong>" in qualification  # 10 % of 40k
+    assert client.get(f"/app/opportunities/{theirs}").status_code == 404
+    r = client.post(
+        "/app/opportunities/move",
+        data={"card": str(theirs), "stage": "proposal", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert r.status_code == 404
+    r = client.post(
+        "/app/opportunities/move",
+        data={"card": str(mine), "stage": "proposal", "csrf_token": csrf, "back": "/app/pipeline"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/app/pipeline"
+    # Closing lost without a reason is refused with the reasons to choose from.
+    r = client.post(
+        "/app/opportunities/move",
+        data={"card": str(mine), "stage": "closed_lost", "csrf_token": csrf},
+        headers={"HX-Request": "true"},
+    )
+    assert r.status_code == 422 and "needs a reason" in r.text
+    page = client.get(f"/app/opportunities/{mine}").text
+    assert "Proposal" in page and "10,000.00" in page
+
+
+def test_task_inbox_overdue_and_one_click_outcome(client: TestClient, db: Database) -> None:
+    from datetime import timedelta
+
+    from leadflow.db.base import utcnow
+    from leadflow.tasks import service as tasks
+    from leadflow.tasks.models import Task
+
+    rep = make_user(db, "Rita", Role.SALES_REP, "EMEA")
+    lead_id = _lead(db, rep, "ada@example.org", owner_id=rep.user_id)
+    with db.transaction() as s:
+        late = tasks.create_task(
+            s,
+            rep.principal,
+            lead_id=lead_id,
+            kind="call",
+            title="Call Ada back",
+            due_at=utcnow() - timedelta(hours=3),
+        ).id
+        tasks.create_task(
+            s,
+            rep.principal,
+            lead_id=lead_id,
+            kind="todo",
+            title="Send the deck",
+            due_at=utcnow() + timedelta(days=9),
+        )
+    csrf = sign_in(client, db, rep)
+    page = client.get("/app/tasks").text
+    assert "Overdue (1)" in page and "Call Ada back" in page and "Send the deck" not in page
+    assert "Send the deck" in client.get("/app/tasks?due=upcoming").text
+    r = client.post(
+        f"/app/tasks/{late}/complete",
+        data={"outcome": "no_answer", "csrf_token": csrf},
+        headers={"HX-Request": "true"},
+    )
+    assert r.status_code == 200 and "Call Ada back (no answer)" in r.text
+    with db.transaction() as s:
+        task = s.get(Task, late)
+        assert task is not None and (task.status, task.outcome) == ("done", "no_answer")
+        acts = list_activities(s, rep.principal, ActivityFilter(lead_id=lead_id)).items
+    assert [(a.type, (a.properties or {}).get("outcome")) for a in acts] == [("call", "no_answer")]
+    again = client.post(f"/app/tasks/{late}/complete", data={"outcome": "connected", "csrf_token": csrf})
+    assert again.status_code == 422
+
+
+def test_settings_sequences_and_pipelines(client: TestClient, db: Database) -> None:
+    admin = make_user(db, "Boss", Role.ADMIN)
+    csrf = sign_in(client, db, admin)
+    seqs = client.get("/app/settings/sequences")
+    assert seqs.status_code == 200
+    pipes = client.get("/app/settings/pipelines")
+    assert pipes.status_code == 200 and "Closed lost" in pipes.text
+    r = client.post(
+        "/app/settings/reasons",
+        data={"kind": "lost", "key": "no_budget_2027", "label": "No budget next year", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert "No budget next year" in client.get("/app/settings/pipelines").text
+    bad = client.post("/app/settings/pipelines/1/stages", data={"document": "[{", "csrf_token": csrf})
+    assert bad.status_code == 422 and "not valid JSON" in bad.text
+
+
+def test_inbox_count_stops_at_the_cap(
+    client: TestClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leadflow.web import routes
+
+    admin = make_user(db, "Boss", Role.ADMIN)
+    for i in range(7):
+        _lead(db, admin, f"c{i}@example.org")
+    sign_in(client, db, admin)
+    assert client.get("/app/leads/count").text == "7 leads"
+    monkeypatch.setattr(routes, "COUNT_CAP", 5)
+    assert client.get("/app/leads/count").text == "5+ leads"

@@ -230,11 +230,15 @@ def test_gives_up_after_max_attempts_and_a_manual_redeliver_sends_again(
         assert log[-1].detail == {"gave_up": True}
     assert len(receiver.received) == 3
 
-    receiver.answers = []
+    # A manual redelivery that fails again is retried on a fresh budget, then gets through.
+    receiver.answers = [500]
     row2 = svc.redeliver_now(db, admin.principal, did)
-    assert row2.status == "delivered" and row2.attempts == 4
+    assert (row2.status, row2.attempts, row2.max_attempts) == ("pending", 4, 3 + svc.POLICY.max_attempts)
+    run = svc.deliver_due(db, datetime.now(UTC) + timedelta(days=1))
+    assert run.delivered == 1
     with db.transaction() as s:
-        assert svc.attempts_of(s, did)[-1].manual is True
+        log = svc.attempts_of(s, did)
+        assert [(a.attempt, a.manual, a.status_code) for a in log[-2:]] == [(4, True, 500), (5, False, 200)]
 
 
 def test_a_dead_receiver_and_a_missing_secret_are_logged_errors(db: Database, monkeypatch: Any) -> None:

@@ -91,6 +91,7 @@ def create_rule(
     session: Session, actor: Principal, doc: Mapping[str, Any], *, position: int | None = None
 ) -> AssignmentRule:
     _require_admin(actor)
+    _forget(session)
     ensure_defaults(session)
     rule = _parse(doc)
     _check_target(session, rule)
@@ -124,6 +125,7 @@ def update_rule(
     expected_version: int | None = None,
 ) -> AssignmentRule:
     _require_admin(actor)
+    _forget(session)
     row = get_rule(session, actor, rule_id)
     if expected_version is not None and row.version != expected_version:
         raise StaleVersion(f"assignment rule {rule_id} was changed by someone else; reload and retry")
@@ -149,6 +151,7 @@ def update_rule(
 
 def delete_rule(session: Session, actor: Principal, rule_id: int) -> None:
     _require_admin(actor)
+    _forget(session)
     row = get_rule(session, actor, rule_id)
     record(session, actor, "assignment_rule", row.id, "delete", before=row.definition)
     session.delete(row)
@@ -161,6 +164,7 @@ def delete_rule(session: Session, actor: Principal, rule_id: int) -> None:
 
 def reorder_rules(session: Session, actor: Principal, ids: Sequence[int]) -> list[AssignmentRule]:
     _require_admin(actor)
+    _forget(session)
     rows = {r.id: r for r in list_rules(session, actor)}
     if sorted(ids) != sorted(rows) or len(set(ids)) != len(ids):
         raise InvalidInput("ids", f"list every rule id exactly once: {sorted(rows)}")
@@ -181,6 +185,7 @@ def set_capacity(
     session: Session, actor: Principal, user_id: int, max_open_leads: int | None
 ) -> dict[str, Any]:
     _require_admin(actor)
+    _forget(session)
     user = session.get(User, user_id)
     if user is None:
         raise NotFound(f"user {user_id} not found")
@@ -244,7 +249,21 @@ def capacities(session: Session, actor: Principal) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------ applying
 
 
+_CACHE = "assignment.assigner"
+
+
+def _forget(session: Session) -> None:
+    session.info.pop(_CACHE, None)
+
+
 def build_assigner(session: Session) -> tuple[core.Assigner, dict[int, AssignmentRule]]:
+    """The rules, loads, caps and turns, read once per transaction: a rescoring that makes
+    thousands of MQLs in one transaction routes them without re-reading (the assigner keeps the
+    loads and turns it hands out up to date itself)."""
+
+    cached = session.info.get(_CACHE)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     ensure_defaults(session)
     rows = list(
         session.scalars(
@@ -265,7 +284,9 @@ def build_assigner(session: Session) -> tuple[core.Assigner, dict[int, Assignmen
     }
     active = frozenset(int(u) for u in session.scalars(select(User.id).where(User.active.is_(True))))
     cursors = {r.id: r.last_user_id for r in rows if r.last_user_id is not None}
-    return core.Assigner(rules, reps, cursors, active), {r.id: r for r in rows}
+    built = (core.Assigner(rules, reps, cursors, active), {r.id: r for r in rows})
+    session.info[_CACHE] = built
+    return built
 
 
 @dataclass

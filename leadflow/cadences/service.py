@@ -170,8 +170,8 @@ def update_sequence(session: Session, actor: Principal, key: str, data: dict[str
     return seq
 
 
-def steps_of(seq: Sequence) -> list[core.CallStep | core.EmailStep | core.WaitStep]:
-    return core.parse_steps(seq.steps)
+def steps_of(seq: Sequence) -> tuple[core.CallStep | core.EmailStep | core.WaitStep, ...]:
+    return core.stored_steps(seq.steps)
 
 
 # ------------------------------------------------------------------------------- enrollment
@@ -895,11 +895,16 @@ def stop_on_engagement(session: Session, lead_ids: list[int]) -> int:
 
     if not lead_ids:
         return 0
-    active = list(
-        session.scalars(
-            select(Enrollment).where(Enrollment.lead_id.in_(lead_ids), Enrollment.status == "active")
+    active: list[Enrollment] = []
+    # A bulk ingest names many leads: look them up in slices (bind-parameter limits), and most
+    # slices find no enrollment at all.
+    for i in range(0, len(lead_ids), 2000):
+        chunk = lead_ids[i : i + 2000]
+        active.extend(
+            session.scalars(
+                select(Enrollment).where(Enrollment.lead_id.in_(chunk), Enrollment.status == "active")
+            )
         )
-    )
     if not active:
         return 0
     stopped = 0

@@ -7,12 +7,15 @@ time zone). Waits are not executed; they delay the next call or email.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from jinja2 import TemplateSyntaxError
+from jinja2 import Template, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -105,7 +108,7 @@ class NextStep:
     wait_days: int  # business days to wait before it (sum of the waits in between)
 
 
-def next_step(steps: list[CallStep | EmailStep | WaitStep], after: int | None) -> NextStep | None:
+def next_step(steps: Sequence[CallStep | EmailStep | WaitStep], after: int | None) -> NextStep | None:
     """The next call or email step after index ``after`` (None: from the start), with the
     business days of waiting before it; None when the sequence has no more steps."""
 
@@ -119,8 +122,24 @@ def next_step(steps: list[CallStep | EmailStep | WaitStep], after: int | None) -
     return None
 
 
+@lru_cache(maxsize=512)
+def _compiled(source: str) -> Template:
+    return TEMPLATES.from_string(source)
+
+
 def render(source: str, context: dict[str, Any]) -> str:
-    return TEMPLATES.from_string(source).render(context)
+    return _compiled(source).render(context)
+
+
+@lru_cache(maxsize=256)
+def _parsed(document: str) -> tuple[CallStep | EmailStep | WaitStep, ...]:
+    return tuple(parse_steps(json.loads(document)))
+
+
+def stored_steps(raw: list[dict[str, Any]]) -> tuple[CallStep | EmailStep | WaitStep, ...]:
+    """Steps already validated when their sequence was saved, parsed once per distinct list."""
+
+    return _parsed(json.dumps(raw, sort_keys=True))
 
 
 # Seeds: "a call and an email about every other day", stopping after five attempts.

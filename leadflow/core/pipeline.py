@@ -220,5 +220,19 @@ def percentile_from_histogram(
     return float(pairs[-1][0])
 
 
+def duration_bucket(seconds: int | None) -> int | None:
+    """Histogram bucket (in hours) of a time in stage: whole hours under two days, whole days
+    under 90 days, whole weeks beyond (the SQL in leadflow.reports.facts buckets the same way)."""
+
+    if seconds is None:
+        return None
+    h = max(0, seconds) // 3600
+    if h < 48:
+        return h
+    if h < 2160:
+        return (h // 24) * 24
+    return (h // 168) * 168
+
+
 def rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(100.0 * part / whole, 1)

@@ -25,7 +25,7 @@ from leadflow.qualification.models import (
     QualificationSetting,
     QuestionnaireDef,
 )
-from leadflow.reports.models import LeadFunnelFact, ReportState
+from leadflow.reports.models import FunnelCount, LeadFunnelFact, ReportState, StageDurationCount
 from leadflow.scoring.models import (
     EngagementBuild,
     LeadEngagement,
@@ -53,6 +53,7 @@ __all__ = [
     "EngagementBuild",
     "Enrollment",
     "FrameworkDef",
+    "FunnelCount",
     "Handoff",
     "IdempotencyKey",
     "ImportJob",
@@ -77,6 +78,7 @@ __all__ = [
     "Sequence",
     "SignalRuleRow",
     "StageChange",
+    "StageDurationCount",
     "StepRun",
     "Task",
     "ThresholdFiring",

@@ -24,6 +24,7 @@ from leadflow.errors import Conflict
 from leadflow.leads.models import Account, Activity, ImportJob, Lead, StageChange, WebForm
 from leadflow.leads.service import SNAPSHOT_FIELDS
 from leadflow.pipeline import signals
+from leadflow.qualification.demo import DemoRecords
 
 SYSTEM_LABEL = "system"
 
@@ -210,6 +211,9 @@ def load_demo(
     with db.transaction() as session:
         _ensure_empty(session)
         counts = _write(session, plan, password_hash, seed, now)
+    from leadflow.demo.cadences import add_follow_up
+
+    add_follow_up(db, now=now or utcnow(), seed=seed)  # open tasks and sequence enrollments
     by_stage = Counter(ld.steps[-1].stage.value for ld in plan.leads)
     by_origin = Counter(ld.origin.value for ld in plan.leads)
     admin = next(u for u in plan.users if u.role == "admin")
@@ -327,12 +331,26 @@ def _write(
         who_ = (d["actor"], emails.get(d["actor"], SYSTEM_LABEL))
         audit_rows.append(_audit(d["at"], who_, "opportunity", d["id"], d["action"], after=d["after"]))
 
+    # Needs assessments and discovery calls first: the stage changes cite their ids.
+    records = DemoRecords()
+    for lead, lead_id in zip(plan.leads, lead_ids, strict=True):
+        records.add_lead(
+            lead_id,
+            lead.steps,
+            owner_id=user_ids[lead.owner] if lead.owner is not None else None,
+            actor_ids=[who(step.actor, step.label)[0] for step in lead.steps],
+            buying_role=lead.buying_role,
+            touches=[(act.type, act.at) for act in lead.activities],
+            source=lead.source,
+        )
+    records.insert(session, _insert_returning_ids)
+
     stage_rows: list[dict[str, Any]] = []
     activity_rows: list[dict[str, Any]] = []
     for lead, lead_id, row in zip(plan.leads, lead_ids, lead_rows, strict=True):
         status: dict[str, Any] = {"stage": None, "status_reason": None, "bad_reason": None}
         for step in lead.steps:
-            evidence = evidence_to_dict(step.evidence)
+            evidence = records.link(step.evidence, evidence_to_dict(step.evidence))
             link_evidence(evidence, lead.opportunity_id, deals)
             actor_id, label = who(step.actor, step.label)
             stage_rows.append(
@@ -405,6 +423,7 @@ def _write(
     activity_rows.sort(key=lambda r: r["occurred_at"])
     for n, arow in enumerate(activity_rows, 1):
         arow["external_id"] = f"demo-{n}"
+    records.finish(session, _insert)
     counts = {
         "web_forms": len(form_ids),
         "stage_changes": _insert(session, StageChange, stage_rows),

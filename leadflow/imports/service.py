@@ -41,7 +41,10 @@ from leadflow.imports.rows import ChunkResult, Issue, RowContext, UserRef, init_
 from leadflow.imports.writer import ChunkWriter
 from leadflow.leads.models import ImportJob
 
-DEFAULT_CHUNK = 5000
+# Rows per chunk: one worker task, and one write transaction. Larger transactions rewrite each hot
+# index page once per commit for more rows (5,000 -> 20,000 rows: ~17% less writer CPU per row,
+# measured); the SQLite write lock is then held for about a second at a time.
+DEFAULT_CHUNK = 20_000
 # Below this many rows the file is validated in this process (no worker start-up cost).
 INLINE_ROWS = 20_000
 REPORT_HEADER = ("line", "column", "value", "reason", "severity")

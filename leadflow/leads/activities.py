@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, text
@@ -75,6 +75,11 @@ def _move_last_activity(session: Session, latest: Mapping[int, datetime]) -> Non
         ),
         {"pairs": json.dumps(pairs)},
     )
+
+
+# The range of believable event times (clock skew of senders allowed into the future).
+EARLIEST_EVENT = datetime(1900, 1, 1, tzinfo=UTC)
+FUTURE_SKEW = timedelta(days=1)
 
 
 def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]]) -> IngestResult:
@@ -154,6 +159,17 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
                 continue
         if occurred.tzinfo is None:  # no offset means UTC (as stored); never compare naive with aware
             occurred = occurred.replace(tzinfo=UTC)
+        if not EARLIEST_EVENT <= occurred <= now + FUTURE_SKEW:
+            # Far-off dates are typos or garbage: they overflowed score decay (2^years) and
+            # SQLite cannot read years before 1000 back (found by the reliability fuzzing).
+            result.errors.append(
+                {
+                    "index": i,
+                    "loc": ["occurred_at"],
+                    "msg": "must lie between 1900-01-01 and one day from now",
+                }
+            )
+            continue
         props = it.get("properties")
         if props is not None and not isinstance(props, dict):
             result.errors.append({"index": i, "loc": ["properties"], "msg": "must be an object"})

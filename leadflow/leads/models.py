@@ -72,6 +72,8 @@ class Lead(Base):
         Index("ix_leads_created_at_id", "created_at", "id"),
         Index("ix_leads_updated_at_id", "updated_at", "id"),
         Index("ix_leads_last_name_id", "last_name", "id"),
+        # A lead's history includes the leads merged into it (leads.service._history_ids).
+        Index("ix_leads_merged_into_id", "merged_into_id"),
     )
 
 

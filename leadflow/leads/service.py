@@ -445,9 +445,7 @@ def update_lead(
             "bad_candidate_reasons"
         )
     if "email" in data and values.get("email") and values["email"] != lead.email:
-        other_lead = session.scalar(
-            select(Lead).where(Lead.email == values["email"], Lead.id != lead.id)
-        )
+        other_lead = session.scalar(select(Lead).where(Lead.email == values["email"], Lead.id != lead.id))
         if other_lead is not None and not _can_see(session, actor, other_lead):
             raise Duplicate(f"a lead with email {values['email']} exists and is owned by another team")
         if other_lead is not None:
@@ -747,8 +745,17 @@ def list_leads(
     return page_of(rows, limit, lambda r: (getattr(r, column.key), r.id))
 
 
-def count_leads(session: Session, actor: Principal, f: LeadFilter) -> int:
+def count_leads(session: Session, actor: Principal, f: LeadFilter, *, cap: int | None = None) -> int:
+    """How many leads match; with ``cap``, counting stops there (a count of a million rows costs
+    seconds, and "10,000+" tells a person as much)."""
+
     actor.require(Perm.LEADS_READ)
+    if cap is not None:
+        inner = _apply_filter(select(Lead.id), f)
+        vis = visibility_clause(session, actor)
+        if vis is not None:
+            inner = inner.where(vis)
+        return int(session.scalar(select(func.count()).select_from(inner.limit(cap).subquery())) or 0)
     stmt = _apply_filter(select(func.count()).select_from(Lead), f)
     vis = visibility_clause(session, actor)
     if vis is not None:
@@ -767,6 +774,91 @@ def _history_ids(session: Session, lead: Lead) -> list[int]:
     return ids
 
 
+# Bulk imports record the leads one transaction creates in one audit entry (entity_type
+# IMPORT_BATCH, entity_id the smallest lead id, ``after`` from import_batch_after): one entry per
+# lead cost a bulk import more SQLite time than the lead itself. lead_audit shows each lead's part
+# of it as that lead's own "create" entry.
+IMPORT_BATCH = "leads"
+
+
+def import_batch_after(import_id: int, created: Sequence[tuple[int, int]]) -> dict[str, Any]:
+    """``after`` of a batch entry: the import, the leads' ids as ``[first, last]`` ranges, and
+    each lead's file line in id order (``created`` holds (lead id, line) sorted by id)."""
+
+    ranges: list[list[int]] = []
+    for lead_id, _ in created:
+        if ranges and ranges[-1][1] == lead_id - 1:
+            ranges[-1][1] = lead_id
+        else:
+            ranges.append([lead_id, lead_id])
+    return {"import_id": import_id, "ids": ranges, "lines": [line for _, line in created]}
+
+
+def _batch_line(after: dict[str, Any] | None, lead_id: int) -> int | None:
+    """The file line of ``lead_id`` in a batch entry, or None when the entry does not hold it."""
+
+    if not after:
+        return None
+    offset = 0
+    for first, last in after.get("ids", ()):
+        if first <= lead_id <= last:
+            lines: list[int] = after.get("lines", [])
+            index = offset + lead_id - first
+            return lines[index] if index < len(lines) else None
+        offset += last - first + 1
+    return None
+
+
+def import_creations(session: Session, ids: Sequence[int]) -> list[AuditEntry]:
+    """Each imported lead's "create" entry, cut out of its import's batch entry (not stored:
+    transient rows shaped like a lead's own entry, with the batch entry's id, time, actor and
+    reason, the lead's file line and its first stage's evidence)."""
+
+    out: list[AuditEntry] = []
+    imported = session.execute(
+        select(Lead.id, Lead.import_id).where(Lead.id.in_(ids), Lead.import_id.is_not(None))
+    )
+    for lead_id, import_id in imported:
+        # The import's batch holding the lead has the largest first id <= the lead's id (an
+        # import's transactions take ids in turn); concurrent imports interleave, so the
+        # import's own reason picks its entries.
+        batch = session.scalars(
+            select(AuditEntry)
+            .where(
+                AuditEntry.entity_type == IMPORT_BATCH,
+                AuditEntry.entity_id <= lead_id,
+                AuditEntry.reason == f"import #{import_id}",
+            )
+            .order_by(AuditEntry.entity_id.desc(), AuditEntry.id.desc())
+            .limit(1)
+        ).first()
+        line = _batch_line(batch.after, lead_id) if batch is not None else None
+        if batch is None or line is None:
+            continue
+        first_stage = session.scalars(
+            select(StageChange.evidence)
+            .where(StageChange.lead_id == lead_id)
+            .order_by(StageChange.at, StageChange.id)
+            .limit(1)
+        ).first()
+        out.append(
+            AuditEntry(
+                id=batch.id,
+                at=batch.at,
+                actor_id=batch.actor_id,
+                actor_label=batch.actor_label,
+                entity_type="lead",
+                entity_id=lead_id,
+                action="create",
+                before=None,
+                after={"line": line, "import_id": import_id},
+                reason=batch.reason,
+                evidence=first_stage,
+            )
+        )
+    return out
+
+
 def lead_audit(session: Session, actor: Principal, lead_id: int, *, limit: int = 500) -> list[AuditEntry]:
     actor.require(Perm.AUDIT_READ)
     lead = get_lead(session, actor, lead_id)
@@ -777,7 +869,8 @@ def lead_audit(session: Session, actor: Principal, lead_id: int, *, limit: int =
         .order_by(AuditEntry.id)
         .limit(limit)
     )
-    return list(session.scalars(stmt))
+    entries = [*session.scalars(stmt), *import_creations(session, ids)]
+    return sorted(entries, key=lambda e: e.id)[:limit]
 
 
 def stage_history(session: Session, actor: Principal, lead_id: int) -> list[StageChange]:

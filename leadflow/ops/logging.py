@@ -38,7 +38,7 @@ def current_request_id() -> str | None:
     return None if ctx is None else str(ctx["request_id"])
 
 
-def _add_request(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_request(_logger: Any, _name: str, event: Any) -> Any:
     ctx = _request.get()
     if ctx is not None:
         event.setdefault("request_id", ctx["request_id"])
@@ -102,6 +102,29 @@ def _keep(_logger: Any, _name: str, event: Any) -> Any:
     return event
 
 
+def reset_logging() -> None:
+    """Undo :func:`configure_logging`: structlog events become plain stdlib records again (what
+    library users and tests get when nothing configured logging)."""
+
+    global _configured
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if h.get_name() == "leadflow":
+            root.removeHandler(h)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            _add_request,
+            structlog.stdlib.render_to_log_kwargs,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    _configured = None
+
+
+reset_logging()
 access_log = structlog.stdlib.get_logger("leadflow.access")
 
 

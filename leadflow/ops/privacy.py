@@ -106,6 +106,12 @@ def export_person(
         .order_by(audit_table.c.id)
     ).all()
     doc["audit"] = [_row(audit_table, r) for r in audit_rows]
+    # An imported lead's creation is part of its import's batch entry: exported as the lead's own.
+    created = [
+        {c.name: _plain(getattr(e, c.key)) for c in audit_table.columns}
+        for e in leads.import_creations(session, ids)
+    ]
+    doc["audit"] = sorted([*doc["audit"], *created], key=lambda a: a["id"])
     # Who looked at a person's whole file is itself part of the record.
     record(session, actor, "lead", lead.id, "export_personal_data", reason=reason)
     return doc

@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, mapped_column
 
+from leadflow.core.pipeline import duration_bucket, month_key
 from leadflow.db.base import Base, JSONType, UTCDateTime, utcnow
 
 
@@ -91,6 +92,9 @@ class Opportunity(Base):
     last_touch_source: Mapped[str | None] = mapped_column(String(100))
     last_touch_campaign: Mapped[str | None] = mapped_column(String(200))
     signals: Mapped[list[str] | None] = mapped_column(JSONType)
+    # YYYY-MM of the expected close date (open deals) or of the close (closed ones), kept by the
+    # listener below: the forecast groups by it from a covering index, no date function per row.
+    forecast_month: Mapped[str | None] = mapped_column(String(7))
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -101,7 +105,26 @@ class Opportunity(Base):
         Index("ix_opportunities_owner_status", "owner_id", "status"),
         Index("ix_opportunities_pipeline_stage", "pipeline_id", "stage_id"),
         Index("ix_opportunities_status_closed_at", "status", "closed_at"),
-    )
+        # Covering indexes of the reports (read without touching the table), owner second so
+        # that per-owner aggregates stream in index order.
+        Index(
+            "ix_opportunities_report_open",
+            "status", "owner_id", "forecast_month", "pipeline_id", "currency", "forecast_category",
+            "amount", "probability",
+        ),
+        Index(
+            "ix_opportunities_report_closed",
+            "status", "owner_id", "closed_at", "pipeline_id", "currency", "amount", "created_at",
+            "close_reason", "first_touch_source", "last_touch_source",
+        ),
+        Index("ix_opportunities_stale", "status", "stage_id", "last_activity_at"),
+    )  # fmt: skip
+
+
+@event.listens_for(Opportunity, "before_insert")
+@event.listens_for(Opportunity, "before_update")
+def _forecast_month(_mapper: Any, _conn: Any, opp: Opportunity) -> None:
+    opp.forecast_month = month_key(opp.expected_close_date if opp.status == "open" else opp.closed_at)
 
 
 class OpportunityStageChange(Base):
@@ -118,12 +141,18 @@ class OpportunityStageChange(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     reason_key: Mapped[str | None] = mapped_column(String(60))
     seconds_in_previous: Mapped[int | None] = mapped_column(Integer)
+    duration_bucket: Mapped[int | None] = mapped_column(Integer)  # of seconds_in_previous, for velocity
     amount: Mapped[float | None] = mapped_column(Numeric(16, 2, asdecimal=False))
 
     __table_args__ = (
         Index("ix_opportunity_stage_changes_opp_at", "opportunity_id", "at"),
-        Index("ix_opportunity_stage_changes_from", "from_stage_id", "seconds_in_previous"),
+        Index("ix_opportunity_stage_changes_from_bucket", "from_stage_id", "duration_bucket"),
     )
+
+
+@event.listens_for(OpportunityStageChange, "before_insert")
+def _bucket(_mapper: Any, _conn: Any, change: OpportunityStageChange) -> None:
+    change.duration_bucket = duration_bucket(change.seconds_in_previous)
 
 
 class BuyingSignal(Base):

@@ -159,6 +159,14 @@ def _on_activities(session: Session, ev: DomainEvent) -> None:
             _touch(h, row[0], row[1])
 
 
+def _on_imported(session: Session, ev: DomainEvent) -> None:
+    # The import's writer publishes each committed chunk's new leads in one event; routing them
+    # here, in that event's transaction, keeps the import path free of assignment code.
+    created = ev.payload.get("created_ids") or []
+    if created:
+        assignment.assign_many(session, ROUTER, created, trigger="import")
+
+
 _registered = False
 
 
@@ -171,6 +179,7 @@ def register() -> None:
         return
     subscribe_in_transaction("lead.stage_changed", _on_stage_changed)
     subscribe_in_transaction("activities.ingested", _on_activities)
+    subscribe_in_transaction("leads.imported", _on_imported)
     _registered = True
 
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from leadflow.auth.principal import Principal
@@ -22,6 +22,7 @@ from leadflow.pipeline.models import (
     Pipeline,
     PipelineStage,
 )
+from leadflow.reports.models import FunnelCount, StageDurationCount
 from leadflow.reports.models import LeadFunnelFact as F
 from leadflow.reports.registry import (
     Chart,
@@ -114,25 +115,29 @@ def funnel(session: Session, actor: Principal, p: dict[str, Any]) -> ReportResul
     reached a stage when it got there or further (sales-sourced leads skip MQL)."""
 
     group = p["group_by"]
-    gcol: Any = {"cohort": F.cohort_month, "source": F.source, "campaign": F.campaign}.get(group)
+    owners = scope_owner_ids(session, actor)
+    # Everyone-sees-everything reads the summary counts; a scoped view the per-lead facts.
+    src: Any = FunnelCount if owners is None else F
+    gcol: Any = {"cohort": src.cohort_month, "source": src.source, "campaign": src.campaign}.get(group)
     label_col = gcol if gcol is not None else literal("total")
-    stmt = select(label_col.label("g"), F.reached, func.count()).group_by(
-        *([gcol] if gcol is not None else []), F.reached
+    counted = func.sum(src.n) if owners is None else func.count()
+    stmt = select(label_col.label("g"), src.reached, counted).group_by(
+        *([gcol] if gcol is not None else []), src.reached
     )
     if p["from"]:
-        stmt = stmt.where(F.cohort_month >= p["from"])
+        stmt = stmt.where(src.cohort_month >= p["from"])
     if p["to"]:
-        stmt = stmt.where(F.cohort_month <= p["to"])
+        stmt = stmt.where(src.cohort_month <= p["to"])
     if p["source"]:
-        stmt = stmt.where(F.source == p["source"])
+        stmt = stmt.where(src.source == p["source"])
     if p["campaign"]:
-        stmt = stmt.where(F.campaign == p["campaign"])
-    vis = owner_filter(F.owner_id, scope_owner_ids(session, actor))
+        stmt = stmt.where(src.campaign == p["campaign"])
+    vis = owner_filter(F.owner_id, owners)
     if vis is not None:
         stmt = stmt.where(vis)
     by_group: dict[str, list[int]] = defaultdict(lambda: [0] * 6)
     for g, reached, n in session.execute(stmt):
-        by_group["(none)" if g is None else str(g)][int(reached)] += int(n)
+        by_group["(none)" if g in (None, "") else str(g)][int(reached)] += int(n)
     total = [0] * 6
     rows = []
     for g in sorted(by_group):
@@ -200,14 +205,21 @@ def velocity(session: Session, actor: Principal, p: dict[str, Any]) -> ReportRes
         ("opportunity", "Opportunity", F.hours_opp),
     )
     for key, label, col in lead_stages:
-        stmt = select(col, func.count()).where(col.is_not(None)).group_by(col)
+        stmt: Any
+        if owners is None:  # the summary histograms
+            D = StageDurationCount
+            stmt = select(D.bucket, func.sum(D.n)).where(D.stage == key).group_by(D.bucket)
+            month_col: Any = D.cohort_month
+        else:  # the actor's own leads, bucketed the same way
+            bucket = case((col < 48, col), (col < 2160, (col // 24) * 24), else_=(col // 168) * 168)
+            stmt = (
+                select(bucket, func.count()).where(col.is_not(None), F.owner_id.in_(owners)).group_by(bucket)
+            )
+            month_col = F.cohort_month
         if p["from"]:
-            stmt = stmt.where(F.cohort_month >= p["from"])
+            stmt = stmt.where(month_col >= p["from"])
         if p["to"]:
-            stmt = stmt.where(F.cohort_month <= p["to"])
-        vis = owner_filter(F.owner_id, owners)
-        if vis is not None:
-            stmt = stmt.where(vis)
+            stmt = stmt.where(month_col <= p["to"])
         rows.append(
             _velocity_row("lifecycle", key, label, [(int(h or 0), int(n)) for h, n in session.execute(stmt)])
         )
@@ -219,18 +231,17 @@ def velocity(session: Session, actor: Principal, p: dict[str, Any]) -> ReportRes
         .order_by(PipelineStage.pipeline_id, PipelineStage.position)
     ).all()
     if stages:
-        hours = OpportunityStageChange.seconds_in_previous // 3600  # whole hours (integer division)
+        osc = OpportunityStageChange
         stmt2 = (
-            select(OpportunityStageChange.from_stage_id, hours, func.count())
-            .where(
-                OpportunityStageChange.from_stage_id.in_([s.id for s in stages]),
-                OpportunityStageChange.seconds_in_previous.is_not(None),
-            )
-            .group_by(OpportunityStageChange.from_stage_id, hours)
+            select(osc.from_stage_id, osc.duration_bucket, func.count())
+            .where(osc.duration_bucket.is_not(None))
+            .group_by(osc.from_stage_id, osc.duration_bucket)
         )
-        if owners is not None:
-            stmt2 = stmt2.join(Opportunity, Opportunity.id == OpportunityStageChange.opportunity_id).where(
-                Opportunity.owner_id.in_(owners)
+        if owners is None:  # all deals: the (from stage, bucket) index
+            stmt2 = stmt2.where(osc.from_stage_id.in_([s.id for s in stages]))
+        else:  # the actor's deals first (a few thousand), their moves by deal; stages filtered below
+            stmt2 = stmt2.where(
+                osc.opportunity_id.in_(select(Opportunity.id).where(Opportunity.owner_id.in_(owners)))
             )
         if p["from"]:
             stmt2 = stmt2.where(OpportunityStageChange.at >= _month_start(p["from"]))
@@ -291,10 +302,7 @@ def forecast(session: Session, actor: Principal, p: dict[str, Any]) -> ReportRes
     weighted amount (amount x probability) and the forecast categories pipeline, best case,
     commit and closed (won)."""
 
-    month = case(
-        (Opp.status == "won", _month_expr(session, Opp.closed_at)),
-        else_=_month_expr(session, Opp.expected_close_date),
-    )
+    month = Opp.forecast_month
     stmt = (
         select(
             month.label("month"),
@@ -316,14 +324,16 @@ def forecast(session: Session, actor: Principal, p: dict[str, Any]) -> ReportRes
     vis = owner_filter(Opp.owner_id, scope_owner_ids(session, actor))
     if vis is not None:
         stmt = stmt.where(vis)
+    if p["from"]:
+        stmt = stmt.where(Opp.forecast_month >= p["from"])
+    if p["to"]:
+        stmt = stmt.where(Opp.forecast_month <= p["to"])
     group = p["group_by"]
     raw = session.execute(stmt).all()
     owners = user_names(session, {r[1] for r in raw})
     pipes = {x.id: x.key for x in session.scalars(select(Pipeline))}
     acc: dict[tuple[str, ...], dict[str, Any]] = {}
     for m, owner_id, pid, currency, category, status, n, amount, weighted in raw:
-        if (p["from"] and (m or "") < p["from"]) or (p["to"] and (m or "9999") > p["to"]):
-            continue
         key_parts = {
             "month": (m or "(none)",),
             "owner": (owners.get(owner_id, str(owner_id)),),
@@ -405,20 +415,27 @@ def stale_deals(session: Session, actor: Principal, p: dict[str, Any]) -> Report
     )
     if not stages:
         return _stale_result([])
-    idle_since = func.coalesce(Opp.last_activity_at, Opp.stage_entered_at)
-    cond = or_(
-        *(and_(Opp.stage_id == s.id, idle_since < now - timedelta(days=s.rotting_days or 0)) for s in stages)
-    )
-    stmt = (
-        select(Opp)
-        .where(Opp.status == "open", cond)
-        .order_by(idle_since, Opp.id)
-        .limit(max(1, min(p["limit"], 5000)))
-    )
+    # One index range per rotting stage (status, stage, last touch), merged here: every service
+    # write sets last_activity_at, so it is the deal's last touch.
+    limit = max(1, min(p["limit"], 5000))
     vis = pipelines.visibility_clause(actor)
-    if vis is not None:
-        stmt = stmt.where(vis)
-    opps = list(session.scalars(stmt))
+    opps: list[Opportunity] = []
+    for st in stages:
+        stmt = (
+            select(Opp)
+            .where(
+                Opp.status == "open",
+                Opp.stage_id == st.id,
+                Opp.last_activity_at < now - timedelta(days=st.rotting_days or 0),
+            )
+            .order_by(Opp.last_activity_at)
+            .limit(limit)
+        )
+        if vis is not None:
+            stmt = stmt.where(vis)
+        opps.extend(session.scalars(stmt))
+    opps.sort(key=lambda o: (o.last_activity_at or o.stage_entered_at, o.id))
+    opps = opps[:limit]
     by_id = {s.id: s for s in stages}
     names = user_names(session, {o.owner_id for o in opps})
     today = now.date()

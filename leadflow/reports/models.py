@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadflow.db.base import Base, UTCDateTime
@@ -16,7 +16,9 @@ from leadflow.db.base import Base, UTCDateTime
 class LeadFunnelFact(Base):
     __tablename__ = "report_lead_funnel"
 
-    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    # No foreign key: an erased lead's row must outlive it until the refresh subtracts it from
+    # the summaries (the refresh finds erasures in the audit trail).
+    lead_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     cohort_month: Mapped[str] = mapped_column(String(7))
     source: Mapped[str | None] = mapped_column(String(100))
     campaign: Mapped[str | None] = mapped_column(String(200))
@@ -38,17 +40,15 @@ class LeadFunnelFact(Base):
     hours_sql: Mapped[int | None] = mapped_column(Integer)
     hours_opp: Mapped[int | None] = mapped_column(Integer)
 
+    # Unscoped reports read the summaries below; a rep's or a manager's read this one index
+    # (every column they need, so the table itself is never touched).
     __table_args__ = (
-        Index("ix_report_lead_funnel_cohort", "cohort_month", "reached"),
-        Index("ix_report_lead_funnel_source", "source", "reached", "cohort_month"),
-        Index("ix_report_lead_funnel_campaign", "campaign", "reached", "cohort_month"),
-        Index("ix_report_lead_funnel_owner", "owner_id", "cohort_month", "reached"),
-        Index("ix_report_lead_funnel_h_lead", "hours_lead"),
-        Index("ix_report_lead_funnel_h_mql", "hours_mql"),
-        Index("ix_report_lead_funnel_h_sal", "hours_sal"),
-        Index("ix_report_lead_funnel_h_sql", "hours_sql"),
-        Index("ix_report_lead_funnel_h_opp", "hours_opp"),
-    )
+        Index(
+            "ix_report_lead_funnel_owner_cover",
+            "owner_id", "cohort_month", "reached", "source", "campaign",
+            "hours_lead", "hours_mql", "hours_sal", "hours_sql", "hours_opp",
+        ),
+    )  # fmt: skip
 
 
 class ReportState(Base):
@@ -59,3 +59,30 @@ class ReportState(Base):
     key: Mapped[str] = mapped_column(String(60), primary_key=True)
     int_value: Mapped[int | None] = mapped_column(BigInteger)
     at_value: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class FunnelCount(Base):
+    """Leads per (cohort month, source, campaign, furthest stage reached): the funnel report for
+    everyone who sees all leads reads these few thousand rows, not a million facts. Kept by the
+    same refresh as the facts (deltas per refreshed chunk). NULL source/campaign are stored as ''
+    so the key can be a primary key on both backends."""
+
+    __tablename__ = "report_funnel_counts"
+
+    cohort_month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    campaign: Mapped[str] = mapped_column(String(200), primary_key=True)
+    reached: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class StageDurationCount(Base):
+    """How many leads of a cohort spent ``bucket`` hours in a stage (whole hours under two days,
+    whole days under 90 days, whole weeks beyond): the velocity report's histograms."""
+
+    __tablename__ = "report_stage_durations"
+
+    stage: Mapped[str] = mapped_column(String(20), primary_key=True)
+    cohort_month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    bucket: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)

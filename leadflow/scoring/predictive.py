@@ -35,7 +35,7 @@ from leadflow.core import scoring as rules
 from leadflow.db.base import utcnow
 from leadflow.errors import Conflict, Forbidden, InvalidInput, NotFound
 from leadflow.leads import service as leads
-from leadflow.leads.models import Activity, StageChange
+from leadflow.leads.models import StageChange
 from leadflow.scoring import evaluate
 from leadflow.scoring import service as scoring
 from leadflow.scoring.predictive_models import PredictiveModel
@@ -195,29 +195,55 @@ def first_reached(session: Session, target: str, ids: npt.NDArray[np.int64]) -> 
     return out
 
 
+def _epoch_sql(dialect: str) -> str:
+    if dialect == "postgresql":
+        return "EXTRACT(EPOCH FROM occurred_at)::float8"
+    # UTCDateTime stores 'YYYY-MM-DD HH:MM:SS.ffffff' (naive UTC) on SQLite.
+    return "(CAST(strftime('%s', occurred_at) AS REAL) + CAST(substr(occurred_at, 20) AS REAL))"
+
+
+def _property_sql(dialect: str, key: str) -> str:
+    """The text of a top-level event property as the rules compare it (true/false for flags)."""
+
+    safe = key.replace("'", "''")
+    if dialect == "postgresql":
+        return f"(properties ->> '{safe}')"
+    path = "'$.\"" + safe.replace('"', '""') + "\"'"
+    return (
+        f"(CASE json_type(properties, {path}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+        f"ELSE CAST(json_extract(properties, {path}) AS TEXT) END)"
+    )
+
+
 def load_events(
     session: Session, ids: npt.NDArray[np.int64], keys: Sequence[str], lead_id: int | None = None
 ) -> core.Events:
-    """Every engagement event of the given leads (one query), as arrays."""
+    """Every engagement event of the given leads in one query, as arrays: times and the property
+    values the rules read are extracted by the database (no per-row JSON or datetime parsing)."""
 
-    stmt = select(Activity.lead_id, Activity.type, Activity.occurred_at, Activity.properties).where(
-        Activity.type.in_(core.ENGAGEMENT_TYPES)
-    )
-    if lead_id is not None:
-        stmt = stmt.where(Activity.lead_id == lead_id)
-    rows = session.execute(stmt).all()
-    lid = np.array([int(r[0]) for r in rows], dtype=np.int64)
-    pos = np.searchsorted(ids, lid) if len(ids) else np.zeros(len(lid), dtype=np.int64)
-    ok = (pos < len(ids)) & (ids[np.minimum(pos, max(len(ids) - 1, 0))] == lid) if len(ids) else pos < 0
-    types = np.empty(len(rows), dtype=object)
-    types[:] = [r[1] for r in rows]
-    epoch = np.array([_epoch(r[2]) for r in rows], dtype=np.float64)
+    dialect = session.get_bind().dialect.name
+    types = ", ".join(f"'{t}'" for t in core.ENGAGEMENT_TYPES)  # constants from the enum
+    props_sql = "".join(f", {_property_sql(dialect, k)}" for k in keys)
+    where = f"type IN ({types})" + (" AND lead_id = :lid" if lead_id is not None else "")
+    sql = f"SELECT lead_id, type, {_epoch_sql(dialect)}{props_sql} FROM activities WHERE {where}"
+    rows = session.execute(text(sql), {"lid": lead_id}).all()
+    n = len(rows)
+    cols = list(zip(*rows, strict=True)) if n else [()] * (3 + len(keys))
+    lid = np.fromiter(cols[0], dtype=np.int64, count=n)
+    if len(ids):
+        pos = np.searchsorted(ids, lid)
+        ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == lid)
+    else:
+        pos, ok = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.bool_)
+    kinds = np.empty(n, dtype=object)
+    kinds[:] = cols[1]
+    epoch = np.fromiter(cols[2], dtype=np.float64, count=n)
     props: dict[str, npt.NDArray[np.object_]] = {}
-    for key in keys:
-        arr = np.empty(len(rows), dtype=object)
-        arr[:] = [r[3].get(key) if isinstance(r[3], dict) else None for r in rows]
+    for i, key in enumerate(keys):
+        arr = np.empty(n, dtype=object)
+        arr[:] = cols[3 + i]
         props[key] = arr[ok]
-    return core.Events(pos[ok].astype(np.int64), types[ok], epoch[ok], props)
+    return core.Events(pos[ok].astype(np.int64), kinds[ok], epoch[ok], props)
 
 
 def _property_keys(model: rules.ScoringModel) -> list[str]:

@@ -4,8 +4,9 @@ explanations and history.
 * A model version is validated before it is stored; activating one flips the active flag in one
   transaction, so the active model never changes half-way. Version 0 is the built-in default
   (the seeds' tiers), in force until a model is activated.
-* Incremental: :func:`register` subscribes to ``activities.ingested`` and ``lead.created``; the
-  handler rescoring those leads runs after the ingest committed, in its own transaction.
+* Incremental: :func:`register` subscribes to ``activities.ingested``, ``lead.created`` and
+  ``leads.imported`` (one event per committed import chunk); the handler rescoring those leads
+  runs after the ingest committed, in its own transaction.
 * Full: :func:`rescore_all` works on id ranges of leads: fit attributes are pulled as columns
   into NumPy, engagement is aggregated by SQL (matching events grouped by lead, rule and cap period,
   with decay computed from ``occurred_at``), and scores, history and armed state are written with
@@ -1384,7 +1385,7 @@ def _rescore_some(
 # Per thread: a commit and the dispatch of its events happen on one thread.
 _touched = threading.local()
 _databases: dict[int, Database] = {}  # id(engine) -> the registered Database using it
-_EVENTS = ("activities.ingested", "lead.created", "lead.merged")
+_EVENTS = ("activities.ingested", "lead.created", "lead.merged", "leads.imported")
 
 
 def _pending() -> set[int]:

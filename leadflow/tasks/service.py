@@ -37,6 +37,9 @@ class CallOutcome(StrEnum):
     WRONG_NUMBER = "wrong_number"
 
 
+# Bad-lead candidate reasons are sentences a reviewer reads (like the identity checks' ones).
+WRONG_NUMBER_REASON = "wrong number reported on a call"
+
 SNAPSHOT = ("lead_id", "owner_id", "kind", "title", "notes", "due_at", "status", "outcome")
 
 
@@ -314,7 +317,7 @@ def log_call(
     )
     record(session, actor, "lead", lead_id, "call_logged", after=props)
     if result is CallOutcome.WRONG_NUMBER:
-        flag_bad_candidate(session, actor, lead_id, "wrong_number", activity_id=activity.id)
+        flag_bad_candidate(session, actor, lead_id, WRONG_NUMBER_REASON, activity_id=activity.id)
     emit(session, "call.logged", lead_id=lead_id, outcome=result.value, activity_id=activity.id)
     return activity.id
 
@@ -336,7 +339,7 @@ def flag_bad_candidate(
             "flag_bad_candidate",
             before=before,
             after={"bad_candidate_reasons": reasons},
-            reason=reason.replace("_", " "),
+            reason=reason,
         )
     create_task(
         session,
@@ -348,7 +351,7 @@ def flag_bad_candidate(
         owner_id=lead.owner_id,
         assign_default=False,
         source="call_outcome",
-        source_key=f"bad_candidate:{lead_id}:{activity_id or reason}",
+        source_key=f"bad_candidate:{lead_id}:{activity_id or reason[:100]}",
     )
 
 

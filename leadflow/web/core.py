@@ -59,6 +59,11 @@ templates.env.filters["dt"] = _dt
 templates.env.filters["label"] = _label
 templates.env.filters["json"] = _tojson_attr
 templates.env.globals["prefix"] = PREFIX
+# Main navigation after "Leads": (key, label, url, permission needed to see it).
+templates.env.globals["nav_items"] = [
+    ("tasks", "Tasks", PREFIX + "/tasks", "leads:read"),
+    ("pipeline", "Pipeline", PREFIX + "/pipeline", "opportunities:read"),
+]
 
 
 class SignInRequired(Exception):

@@ -78,7 +78,7 @@ def _work(db: Database, run: Run, path: Path, mapping: str, dry_run: bool, actor
     except LeadflowError as exc:
         run.error = exc.message
         run.import_id = exc.extra.get("import_id")
-    except Exception as exc:  # the thread must always finish the run, whatever failed
+    except BaseException as exc:  # the thread must always finish the run, whatever failed
         run.error = f"{type(exc).__name__}: {exc}"
     finally:
         path.unlink(missing_ok=True)

@@ -31,11 +31,16 @@ from leadflow.leads.service import LeadFilter
 from leadflow.scoring import service as scoring
 from leadflow.web import service as web
 from leadflow.web.core import PREFIX, CtxDep, redirect, render, sessions, web_session
+from leadflow.web.pipeline import lead_opportunities
+from leadflow.web.tasks import lead_tasks
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 PAGE_SIZE = 50
-CALL_OUTCOMES = ("connected", "left_voicemail", "no_answer", "wrong_number", "busy")
+COUNT_CAP = 10_000  # the inbox says "10,000+" rather than counting a million rows
+# Stages entered through their own form (needs assessment, discovery call, convert, deal won),
+# never through the plain "change stage" form.
+EVIDENCE_FORMS = frozenset({Stage.SAL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER})
 SORTS = {
     "created_at": "Created",
     "updated_at": "Updated",
@@ -191,7 +196,9 @@ def inbox(ctx: CtxDep) -> Response:
 def inbox_count(ctx: CtxDep) -> Response:
     f = _inbox_filter(ctx, ctx.request.query_params)
     with ctx.db.transaction() as s:
-        n = leads.count_leads(s, ctx.principal, f)
+        n = leads.count_leads(s, ctx.principal, f, cap=COUNT_CAP + 1)
+    if n > COUNT_CAP:
+        return HTMLResponse(f"{COUNT_CAP:,}+ leads")
     return HTMLResponse(f"{n:,} lead{'s' if n != 1 else ''}")
 
 
@@ -296,6 +303,8 @@ def lead_page(ctx: CtxDep, lead_id: int) -> Response:
         acts = list_activities(s, ctx.principal, ActivityFilter(lead_id=lead_id), limit=30).items
         audit = leads.lead_audit(s, ctx.principal, lead_id, limit=200) if ctx.can(Perm.AUDIT_READ) else []
         users = _users(s)
+        pipeline_part = lead_opportunities(s, ctx, lead)
+        tasks_part = lead_tasks(s, ctx, lead)
         legal = [
             t
             for t in lifecycle.legal_targets(Stage(lead.stage), Origin(lead.origin))
@@ -329,7 +338,9 @@ def lead_page(ctx: CtxDep, lead_id: int) -> Response:
         legal=legal,
         rules=lifecycle.ENTRY_RULES,
         bad_reasons=list(BadReason),
-        call_outcomes=CALL_OUTCOMES,
+        moves=[t for t in legal if t not in EVIDENCE_FORMS],
+        **pipeline_part,
+        **tasks_part,
     )
 
 
@@ -337,13 +348,12 @@ def lead_page(ctx: CtxDep, lead_id: int) -> Response:
 async def log_touch(
     ctx: CtxDep,
     lead_id: int,
-    kind: Annotated[str, Form()] = "call",
-    outcome: Annotated[str, Form()] = "",
+    kind: Annotated[str, Form()] = "note",
     subject: Annotated[str, Form()] = "",
     notes: Annotated[str, Form()] = "",
 ) -> Response:
+    # Calls go through /leads/{id}/call (tasks.log_call: outcome, wrong-number review).
     allowed = {
-        "call": ActivityType.CALL,
         "email": ActivityType.EMAIL_SENT,
         "meeting": ActivityType.MEETING,
         "note": ActivityType.NOTE,
@@ -351,10 +361,6 @@ async def log_touch(
     if kind not in allowed:
         raise InvalidInput("kind", f"must be one of {', '.join(allowed)}")
     props: dict[str, Any] = {}
-    if kind == "call":
-        if outcome not in CALL_OUTCOMES:
-            raise InvalidInput("outcome", f"must be one of {', '.join(CALL_OUTCOMES)}")
-        props["outcome"] = outcome
     if subject.strip():
         props["subject"] = subject.strip()[:300]
     if notes.strip():

@@ -139,3 +139,129 @@ def revoke_token(ctx: CtxDep, token_id: int) -> Response:
     with ctx.db.transaction() as s:
         auth.revoke_token(s, ctx.principal, token_id)
     return redirect(ctx, PREFIX + "/settings/users")
+
+
+# --------------------------------------------------------------------------------- sequences
+
+TABS.insert(1, ("sequences", "Sequences", PREFIX + "/settings/sequences"))
+TABS.insert(2, ("pipelines", "Pipelines", PREFIX + "/settings/pipelines"))
+
+
+def _json_field(raw: str, loc: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(loc, f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+@router.get("/sequences", response_class=HTMLResponse)
+def sequences_page(ctx: CtxDep) -> Response:
+    from leadflow.cadences import service as cadences
+
+    with ctx.db.transaction() as s:
+        seqs = cadences.list_sequences(s, ctx.principal)
+        docs = {
+            q.key: json.dumps(
+                {
+                    "name": q.name,
+                    "description": q.description,
+                    "steps": q.steps,
+                    "max_attempts": q.max_attempts,
+                    "on_exhausted": q.on_exhausted,
+                    "active": q.active,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+            for q in seqs
+        }
+    return _page(ctx, "sequences", sequences=seqs, docs=docs)
+
+
+@router.post("/sequences")
+def save_sequence(
+    ctx: CtxDep,
+    key: Annotated[str, Form()] = "",
+    document: Annotated[str, Form()] = "",
+    new: Annotated[bool, Form()] = False,
+) -> Response:
+    from leadflow.cadences import service as cadences
+
+    data = _json_field(document, "document")
+    if not isinstance(data, dict):
+        raise InvalidInput("document", "must be a JSON object")
+    with ctx.db.transaction() as s:
+        if new:
+            cadences.create_sequence(s, ctx.principal, {**data, "key": key})
+        else:
+            cadences.update_sequence(s, ctx.principal, key, data)
+    return redirect(ctx, PREFIX + "/settings/sequences")
+
+
+# --------------------------------------------------------------------------------- pipelines
+
+
+@router.get("/pipelines", response_class=HTMLResponse)
+def pipelines_page(ctx: CtxDep) -> Response:
+    from leadflow.pipeline import service as pipeline
+
+    with ctx.db.transaction() as s:
+        pipes = pipeline.list_pipelines(s, ctx.principal)
+        stages = {p.id: pipeline.stages_of(s, p.id) for p in pipes}
+        reasons = {k: pipeline.list_reasons(s, ctx.principal, k) for k in ("won", "lost")}
+    docs = {
+        p.id: json.dumps(
+            [
+                {
+                    "key": st.key,
+                    "name": st.name,
+                    "probability": st.probability,
+                    "kind": st.kind,
+                    "rotting_days": st.rotting_days,
+                    "forecast_category": st.forecast_category,
+                }
+                for st in stages[p.id]
+            ],
+            indent=2,
+        )
+        for p in pipes
+    }
+    return _page(
+        ctx,
+        "pipelines",
+        pipes=pipes,
+        stages=stages,
+        docs=docs,
+        reasons=reasons,
+        can_admin=ctx.can(Perm.PIPELINES_ADMIN),
+    )
+
+
+@router.post("/pipelines/{pipeline_id}/stages")
+def save_stages(
+    ctx: CtxDep, pipeline_id: int, document: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = ""
+) -> Response:
+    from leadflow.pipeline import service as pipeline
+
+    data = _json_field(document, "stages")
+    if not isinstance(data, list):
+        raise InvalidInput("stages", "must be a JSON list of stages")
+    with ctx.db.transaction() as s:
+        pipeline.set_stages(
+            s, ctx.principal, pipeline_id, data, reason=reason.strip() or "edited in the web UI"
+        )
+    return redirect(ctx, PREFIX + "/settings/pipelines")
+
+
+@router.post("/reasons")
+def add_reason(
+    ctx: CtxDep,
+    kind: Annotated[str, Form()] = "",
+    key: Annotated[str, Form()] = "",
+    label: Annotated[str, Form()] = "",
+) -> Response:
+    from leadflow.pipeline import service as pipeline
+
+    with ctx.db.transaction() as s:
+        pipeline.add_reason(s, ctx.principal, kind, key, label)
+    return redirect(ctx, PREFIX + "/settings/pipelines")

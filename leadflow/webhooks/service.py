@@ -216,7 +216,7 @@ def _settle(
             row.delivered_at = at
             row.next_attempt_at = None
             run.delivered += 1
-        elif POLICY.gives_up(job.attempt) or job.attempt >= row.max_attempts:
+        elif job.attempt >= row.max_attempts:
             row.status = "failed"
             row.next_attempt_at = None
             detail["gave_up"] = True

@@ -50,8 +50,24 @@
     });
   }
 
-  // Kanban: drag a card onto a column; the column's form posts the move with HTMX. A stage that
-  // needs a reason asks for it first.
+  // Kanban: drag a card onto a column (or pick the column in the card's select, for keyboards and
+  // touch screens); the column's form posts the move with HTMX. Closing columns (won, lost) ask for
+  // the reason in a dialog first.
+  function moveTo(col, id) {
+    var form = col.querySelector("form.move");
+    form.querySelectorAll("[name=card]").forEach(function (f) { f.value = id; });
+    var dialog = form.querySelector("dialog");
+    if (dialog) {
+      if (!dialog.dataset.bound) {
+        dialog.dataset.bound = "1";
+        dialog.querySelector("button.cancel").addEventListener("click", function () { dialog.close(); });
+      }
+      dialog.showModal();
+      return;
+    }
+    if (window.htmx) { window.htmx.trigger(form, "submit"); } else { form.submit(); }
+  }
+
   function kanban(root) {
     root.querySelectorAll("[data-card]").forEach(function (card) {
       if (card.dataset.bound) return;
@@ -63,6 +79,14 @@
       });
       card.addEventListener("dragend", function () { card.classList.remove("dragging"); });
     });
+    root.querySelectorAll("select.move-select").forEach(function (sel) {
+      if (sel.dataset.bound) return;
+      sel.dataset.bound = "1";
+      sel.addEventListener("change", function () {
+        var col = document.querySelector('[data-column="' + sel.value + '"]');
+        if (col) moveTo(col, sel.dataset.cardId);
+      });
+    });
     root.querySelectorAll("[data-column]").forEach(function (col) {
       if (col.dataset.bound) return;
       col.dataset.bound = "1";
@@ -72,23 +96,19 @@
         e.preventDefault();
         col.classList.remove("over");
         var id = e.dataTransfer.getData("text/plain");
-        if (!id) return;
-        var form = col.querySelector("form.move");
-        form.querySelector("[name=card]").value = id;
-        var reasonField = form.querySelector("[name=reason]");
-        if (col.dataset.needsReason === "1") {
-          var reason = window.prompt("Why? (" + col.dataset.columnName + " needs a reason)");
-          if (!reason) return;
-          reasonField.value = reason;
-        } else {
-          reasonField.value = "";
-        }
-        if (window.htmx) { window.htmx.trigger(form, "submit"); } else { form.submit(); }
+        if (id) moveTo(col, id);
       });
     });
   }
 
-  function init(root) { drawCharts(root); selectAll(root); kanban(root); }
+  // Long filter panels start folded on a phone, so the list comes first.
+  function foldOnPhone(root) {
+    if (window.innerWidth >= 800) return;
+    root.querySelectorAll("details[data-collapse-on-phone]").forEach(function (d) { d.removeAttribute("open"); });
+  }
+
+  function init(root) { drawCharts(root); selectAll(root); kanban(root); foldOnPhone(root); }
   document.addEventListener("DOMContentLoaded", function () { init(document); });
-  document.addEventListener("htmx:afterSettle", function (e) { init(e.target || document); });
+  // Every init step skips what it already handled, so the whole document is cheap to rescan.
+  document.addEventListener("htmx:afterSettle", function () { init(document); });
 })();
