@@ -7,10 +7,13 @@ explanations and history.
 * Incremental: :func:`register` subscribes to ``activities.ingested``, ``lead.created`` and
   ``leads.imported`` (one event per committed import chunk); the handler rescoring those leads
   runs after the ingest committed, in its own transaction.
+* Engagement is rolled forward: each lead keeps decayed per-rule sums (``lead_engagement``, see
+  :mod:`leadflow.core.scoring`), folded forward with the new events on the incremental path.
 * Full: :func:`rescore_all` works on id ranges of leads: fit attributes are pulled as columns
-  into NumPy, engagement is aggregated by SQL (matching events grouped by lead, rule and cap period,
-  with decay computed from ``occurred_at``), and scores, history and armed state are written with
-  set-based statements. No ORM object per lead.
+  into NumPy, engagement comes from the kept states (or, after the engagement rules changed or
+  when the states are out of step with the events, from one SQL pass over the events that
+  rebuilds them), and scores, history and armed state are written with set-based statements.
+  No ORM object per lead.
 * Both paths hand the new scores to the same threshold logic; actions: move to MQL (through
   :func:`leadflow.leads.service.transition_lead` with score evidence, only where the move is legal),
   create a task and enroll in a sequence (domain events the cadences feature subscribes to), and
