@@ -65,6 +65,7 @@ PARAM_KINDS: dict[str, str] = {
     "key": "config",
     "kind": "config",
     "rule_id": "config",
+    "pipeline_id": "config",
     "name": "config",
     "level": "config",
 }
