@@ -68,7 +68,6 @@ PARAM_KINDS: dict[str, str] = {
     "pipeline_id": "config",
     "name": "config",
     "level": "config",
-    "pipeline_id": "config",
 }
 # Records that belong to a lead: the matrix creates them for the other team's lead (through
 # the API as an admin, with generated requests) and attacks them by id. Param -> table.
