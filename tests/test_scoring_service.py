@@ -145,20 +145,22 @@ def test_events_raise_the_score_and_thresholds_act_once(
 
 @pytest.mark.usefixtures("quiet")
 def test_hovering_at_the_line_does_not_fire_again(db: Database) -> None:
+    # Time is simulated from 60 days ago: events may not be dated ahead of the real clock.
+    base = NOW - timedelta(days=60)
     lid = new_lead(db, **HOT)
     with db.transaction() as s:
         activities.ingest(
             s,
             SYSTEM,
             [
-                {"lead_id": lid, "type": t, "occurred_at": NOW}
+                {"lead_id": lid, "type": t, "occurred_at": base}
                 for t in ("webinar", "form_submit", "email_click")
             ],
         )
 
     def fired_at(days: float) -> tuple[float, int, dict[str, bool] | None]:
         with db.transaction() as s:
-            svc.rescore_leads(s, [lid], as_of=NOW + timedelta(days=days))
+            svc.rescore_leads(s, [lid], as_of=base + timedelta(days=days))
             n = len(
                 list(
                     s.scalars(
@@ -180,7 +182,7 @@ def test_hovering_at_the_line_does_not_fire_again(db: Database) -> None:
     assert total < 55 and armed == {"marketing_email": True, "sales_call": True}
     with db.transaction() as s:  # a new push over the line fires again
         activities.ingest(
-            s, SYSTEM, [{"lead_id": lid, "type": "demo_request", "occurred_at": NOW + timedelta(days=40)}]
+            s, SYSTEM, [{"lead_id": lid, "type": "demo_request", "occurred_at": base + timedelta(days=40)}]
         )
     total, n, armed = fired_at(40)
     assert total > 60 and n == 4
@@ -487,6 +489,9 @@ def test_sql_and_python_paths_agree(
     """Random models, leads and events: the SQL + NumPy path (rescoring) gives the scores the
     Python path (explanations) gives."""
 
+    # Scored as of three days ago, so that events "ahead" of the scoring time (up to two days)
+    # are still in the past of the real clock, which ingest requires.
+    as_of = NOW - timedelta(days=3)
     with db.transaction() as s:
         svc.save_model(s, SYSTEM, m.to_document(), activate=True)
     ids = []
@@ -499,7 +504,7 @@ def test_sql_and_python_paths_agree(
             {
                 "lead_id": lid,
                 "type": t,
-                "occurred_at": NOW - timedelta(days=d),
+                "occurred_at": as_of - timedelta(days=d),
                 "properties": None if u is None else {"url": u},
             }
             for t, d, u in events
@@ -508,13 +513,13 @@ def test_sql_and_python_paths_agree(
             ingest(db, items)
     with db.transaction() as s:
         active = svc.active_model(s)
-        svc.rescore_leads(s, ids, as_of=NOW, fire=False)  # state folded from the events
-        python = {lid: svc.score_one(s, active, lid, NOW) for lid in ids}
+        svc.rescore_leads(s, ids, as_of=as_of, fire=False)  # state folded from the events
+        python = {lid: svc.score_one(s, active, lid, as_of) for lid in ids}
     for full in (False, True):
         if full:  # the SQL pass over the events that builds every lead's state
             with db.transaction() as s:
                 s.execute(delete(EngagementBuild))
-            assert svc.rescore_all(db, SYSTEM, as_of=NOW, fire=False).rebuilt
+            assert svc.rescore_all(db, SYSTEM, as_of=as_of, fire=False).rebuilt
         with db.transaction() as s:
             for lid in ids:
                 one = python[lid]
