@@ -25,4 +25,4 @@ def upgrade(engine: Engine) -> None:
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "heads")  # feature branches may add sibling heads
+        command.upgrade(cfg, "heads")  # parallel feature branches may add sibling heads
