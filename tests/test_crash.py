@@ -221,8 +221,10 @@ def test_rescore_killed_half_way_then_rerun(db: Database, tmp_path: Path) -> Non
     )
     killed = _kill_when(proc, lambda: _count(db, new_scores) > 0)
     partial = _count(db, new_scores)
-    if killed:
-        assert partial < LEADS, "killed after the last chunk: nothing to resume"
+    # A kill that lands after the last chunk committed (a fast machine) leaves nothing to
+    # resume; the rerun below must still leave every lead scored exactly once. Only the 200k
+    # run of `make reliability` guarantees a kill half-way.
+    assert partial <= LEADS, (killed, partial)
     rerun = subprocess.run(
         _leadflow("scoring", "rescore", "--silent"), env=env, capture_output=True, text=True
     )

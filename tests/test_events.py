@@ -376,3 +376,21 @@ def test_logging_validation(client: TestClient, admin: Actor) -> None:
     )
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "type"]
+
+
+def test_far_off_event_dates_are_refused_by_index_and_field(client: TestClient, admin: Actor) -> None:
+    ada = lead(client, admin, "ada@acme.io")
+    soon = datetime.now(UTC) + timedelta(days=30)  # a scheduled meeting: believable
+    out = post_events(
+        client,
+        admin,
+        [
+            {"lead_id": ada["id"], "type": "page_view", "occurred_at": "9999-12-31T00:00:00+00:00"},
+            {"lead_id": ada["id"], "type": "page_view", "occurred_at": "0001-01-01T00:00:00+00:00"},
+            {"lead_id": ada["id"], "type": "meeting", "occurred_at": iso(soon)},
+        ],
+    )
+    assert out["accepted"] == 1
+    assert [(e["index"], e["loc"]) for e in out["errors"]] == [(0, ["occurred_at"]), (1, ["occurred_at"])]
+    r = client.get(f"/api/leads/{ada['id']}/activities", headers=admin.headers)
+    assert r.status_code == 200 and len(r.json()["items"]) == 1

@@ -77,9 +77,11 @@ def _move_last_activity(session: Session, latest: Mapping[int, datetime]) -> Non
     )
 
 
-# The range of believable event times (clock skew of senders allowed into the future).
+# The range of believable event times. Ahead of now: a year, for scheduled meetings and clocks
+# that run ahead (tests drive a simulated clock); beyond that a date is a typo, and a far-off one
+# overflowed score decay (2^years).
 EARLIEST_EVENT = datetime(1900, 1, 1, tzinfo=UTC)
-FUTURE_SKEW = timedelta(days=1)
+FUTURE_SKEW = timedelta(days=366)
 
 
 def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]]) -> IngestResult:
@@ -166,7 +168,7 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
                 {
                     "index": i,
                     "loc": ["occurred_at"],
-                    "msg": "must lie between 1900-01-01 and one day from now",
+                    "msg": "must lie between 1900-01-01 and a year from now",
                 }
             )
             continue
