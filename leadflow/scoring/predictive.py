@@ -104,23 +104,8 @@ class Params:
 # Reading the data (set-based)
 # ---------------------------------------------------------------------------------------------
 
-_COLUMNS = {
-    "email": "l.email",
-    "job_title": "l.job_title",
-    "seniority": "l.seniority",
-    "department": "l.department",
-    "company": "l.company",
-    "country": "COALESCE(l.country, a.country)",
-    "source": "l.source",
-    "campaign": "l.campaign",
-    "origin": "l.origin",
-    "consent": "l.consent",
-    "unsubscribed": "l.unsubscribed",
-    "industry": "a.industry",
-    "employee_count": "a.employee_count",
-    "annual_revenue": "a.annual_revenue",
-    "account_domain": "a.domain",
-}
+# The same attribute extraction as rule scoring: one definition of what a rule attribute is.
+_COLUMNS = scoring.LEAD_COLUMNS
 
 
 def _array(name: str, values: Sequence[Any]) -> npt.NDArray[Any]:

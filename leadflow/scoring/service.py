@@ -216,7 +216,8 @@ def activate_version(session: Session, actor: Principal, version: int) -> Scorin
 # Reading attributes and events (the same extraction for both paths)
 # ---------------------------------------------------------------------------------------------
 
-_LEAD_COLUMNS = {
+# Rule attribute -> SQL over leads l LEFT JOIN accounts a; predictive features read the same.
+LEAD_COLUMNS = {
     "email": "l.email",
     "job_title": "l.job_title",
     "seniority": "l.seniority",
@@ -252,7 +253,7 @@ def _attribute_sql(model: core.ScoringModel, dialect: str) -> tuple[list[str], s
         if name.startswith(core.ATTRIBUTE_PREFIX):
             exprs.append(_json_text(dialect, "l.attributes", name[len(core.ATTRIBUTE_PREFIX) :]))
         else:
-            exprs.append(_LEAD_COLUMNS[name])
+            exprs.append(LEAD_COLUMNS[name])
     cols = ", ".join(["l.id", *exprs])
     return names, f"SELECT {cols} FROM leads l LEFT JOIN accounts a ON a.id = l.account_id"
 
