@@ -62,6 +62,31 @@ def list_forms(db: DB, actor: Actor) -> list[FormOut]:
         ]
 
 
+async def read_public_fields(request: Request, *, repeated: bool = False) -> dict[str, Any]:
+    """A public form's fields from a JSON object or an HTML form post (file uploads ignored).
+    With ``repeated``, a name sent several times (a checkbox group) becomes a list of values."""
+
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            payload = await request.json()
+        except ValueError:
+            raise InvalidInput(["body"], "is not valid JSON") from None
+        if not isinstance(payload, dict):
+            raise InvalidInput(["body"], "must be a JSON object of form fields")
+        return payload
+    form = await request.form()
+    if not repeated:
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+    fields: dict[str, Any] = {}
+    for k, v in form.multi_items():
+        if not isinstance(v, str):
+            continue
+        fields[k] = (
+            [*fields[k], v] if isinstance(fields.get(k), list) else ([fields[k], v] if k in fields else v)
+        )
+    return fields
+
+
 @public_router.post(
     "/forms/{form_key}",
     status_code=status.HTTP_303_SEE_OTHER,
@@ -80,19 +105,7 @@ async def submit_form(form_key: str, request: Request, db: DB) -> Response:
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": "60"},
         )
-    ctype = request.headers.get("content-type", "")
-    fields: dict[str, Any]
-    if ctype.startswith("application/json"):
-        try:
-            payload = await request.json()
-        except ValueError:
-            raise InvalidInput(["body"], "is not valid JSON") from None
-        if not isinstance(payload, dict):
-            raise InvalidInput(["body"], "must be a JSON object of form fields")
-        fields = payload
-    else:
-        form = await request.form()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = await read_public_fields(request)
     wants_json = "application/json" in request.headers.get("accept", "")
     try:
         with db.transaction() as s:

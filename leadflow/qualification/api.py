@@ -16,7 +16,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from leadflow.auth.deps import DB, Actor
 from leadflow.config import get_settings
-from leadflow.errors import InvalidInput
+from leadflow.leads.forms_api import read_public_fields
 from leadflow.qualification import config as cfg
 from leadflow.qualification import handoff as ho
 from leadflow.qualification import service as svc
@@ -399,25 +399,8 @@ async def submit_public(public_key: str, request: Request, db: DB) -> Response:
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
             headers={"Retry-After": "60"},
         )
-    fields: dict[str, Any]
-    if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            payload = await request.json()
-        except ValueError:
-            raise InvalidInput(["body"], "is not valid JSON") from None
-        if not isinstance(payload, dict):
-            raise InvalidInput(["body"], "must be a JSON object of form fields")
-        fields = payload
-    else:
-        form = await request.form()
-        fields = {}
-        for k, v in form.multi_items():
-            if not isinstance(v, str):
-                continue
-            # Checkbox groups (multi-choice questions) repeat their name.
-            fields[k] = (
-                [*fields[k], v] if isinstance(fields.get(k), list) else ([fields[k], v] if k in fields else v)
-            )
+    # Checkbox groups (multi-choice questions) repeat their name: kept as lists.
+    fields = await read_public_fields(request, repeated=True)
     with db.transaction() as s:
         sub = svc.submit_public(s, public_key, fields, ip=ip)
     body = {
