@@ -4,6 +4,7 @@ rebuilding it from the events), and explanations stay complete."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +36,9 @@ def scoring(db: Database) -> Iterator[Database]:
 
 def new_lead(db: Database, n: int, **data: Any) -> int:
     with db.transaction() as s:
-        return leads.create_lead(s, SYSTEM, {"email": f"p{n}-{id(data)}@acme.io", **HOT, **data}).lead.id
+        # A fresh address per call: hypothesis examples share the database, and id() repeats.
+        email = f"p{n}-{uuid.uuid4().hex[:12]}@acme.io"
+        return leads.create_lead(s, SYSTEM, {"email": email, **HOT, **data}).lead.id
 
 
 def ingest(db: Database, items: list[dict[str, Any]]) -> None:
