@@ -507,6 +507,28 @@ def test_a_row_the_database_refuses_fails_alone(db: Database, tmp_path: Path) ->
     assert "u5@acme-corp.com" not in leads(db) and len(leads(db)) == 9
 
 
+def test_owner_and_stage_answers_belong_to_one_import() -> None:
+    """An import's memo of owner matches must not answer for a later import whose users differ
+    (the memo was once keyed by id() of the context, and ids are reused after a free)."""
+
+    from leadflow.imports.mapping import Mapping, plan_columns
+    from leadflow.imports.rows import WORKER_COLUMNS, RowContext, UserRef, process_chunk
+
+    plan = plan_columns(["email", "owner"], Mapping.AUTO)
+    records = [(2, ["a@acme-corp.com", "Sam Sales"])]
+    sam = UserRef(41, True, "Sam")
+    staff = {"sam sales": [sam]}
+    for _ in range(20):  # CPython hands a freed context's memory (and so its id) straight out
+        alone = RowContext(plan)
+        (row,) = process_chunk(alone, records).norm_rows()
+        assert row.params[WORKER_COLUMNS.index("owner_id")] is None
+        del alone
+        staffed = RowContext(plan, {}, staff)
+        (row,) = process_chunk(staffed, records).norm_rows()
+        assert row.params[WORKER_COLUMNS.index("owner_id")] == 41
+        del staffed
+
+
 # --------------------------------------------------------------------------------- jobs and audit
 
 

@@ -156,6 +156,15 @@ class RowContext:
             object.__setattr__(self, "_columns", cached)
         return cached
 
+    def memo(self, name: str) -> dict[Any, Any]:
+        """A memo table that lives and dies with this context."""
+
+        table: dict[Any, Any] | None = self.__dict__.get("_memo_" + name)
+        if table is None:
+            table = {}
+            object.__setattr__(self, "_memo_" + name, table)
+        return table
+
 
 def report_value(value: str) -> str:
     """A cell as the error report shows it: shortened, and never a spreadsheet formula (the
@@ -190,13 +199,13 @@ _SPACES = re.compile(r"\s+")
 def _resolve_owner(ctx: RowContext, value: str) -> tuple[int | None, str | None]:
     """(user id, warning)."""
 
-    memo_key = (id(ctx), value)
-    hit = _owner_memo.get(memo_key)
+    memo = ctx.memo("owner")
+    hit: tuple[int | None, str | None] | None = memo.get(value)
     if hit is None:
         hit = _match_owner(ctx, value)
-        if len(_owner_memo) > _MEMO_MAX:
-            _owner_memo.clear()
-        _owner_memo[memo_key] = hit
+        if len(memo) > _MEMO_MAX:
+            memo.clear()
+        memo[value] = hit
     return hit
 
 
@@ -235,10 +244,10 @@ class _StageChoice:
     status_unknown: bool
 
 
-# Memo tables (per process): stage columns and owners repeat the same few values all file long.
+# Memo tables (per import context): stage columns and owners repeat the same few values all
+# file long. They live on the context, not in a module dict keyed by id(ctx): ids are reused
+# once a context is freed, and a later import would read the earlier one's answers.
 _MEMO_MAX = 10_000
-_stage_memo: dict[tuple[Any, ...], _StageChoice] = {}
-_owner_memo: dict[tuple[int, str], tuple[int | None, str | None]] = {}
 
 
 def _stage(
@@ -249,8 +258,9 @@ def _stage(
     The stage column decides; a lead status next to it only moves a pre-SQL lead to a side state
     (HubSpot's UNQUALIFIED and BAD_TIMING)."""
 
-    memo_key = (id(ctx), stage_value, status_value, origin_value)
-    hit = _stage_memo.get(memo_key)
+    memo = ctx.memo("stage")
+    memo_key = (stage_value, status_value, origin_value)
+    hit: _StageChoice | None = memo.get(memo_key)
     if hit is not None:
         return hit
     mapping = ctx.plan.mapping
@@ -291,9 +301,9 @@ def _stage(
         stage_unknown=unknown["stage"],
         status_unknown=unknown["lead_status"],
     )
-    if len(_stage_memo) > _MEMO_MAX:
-        _stage_memo.clear()
-    _stage_memo[memo_key] = result
+    if len(memo) > _MEMO_MAX:
+        memo.clear()
+    memo[memo_key] = result
     return result
 
 
