@@ -37,6 +37,8 @@ class DemoRecords:
         self.handoffs: list[dict[str, Any]] = []
         self.quals: list[dict[str, Any]] = []
         self._keys: dict[int, tuple[str, int]] = {}  # id(evidence) -> (kind, row index)
+        # Holds each keyed evidence alive: a freed one's id could be handed to another.
+        self._held: list[Evidence] = []
         self._ids: dict[str, list[int]] = {}
 
     def add_lead(
@@ -54,6 +56,7 @@ class DemoRecords:
             ev: Evidence | None = step.evidence
             if isinstance(ev, NeedsAssessment):
                 self._keys[id(ev)] = ("na", len(self.assessments))
+                self._held.append(ev)
                 self.assessments.append(
                     {
                         "lead_id": lead_id,
@@ -77,6 +80,7 @@ class DemoRecords:
                 )
             elif isinstance(ev, DiscoveryCall):
                 self._keys[id(ev)] = ("dc", len(self.calls))
+                self._held.append(ev)
                 criteria: dict[str, dict[str, Any]] = {
                     k: {"answer": str(v.get("note", "")), "rating": 2 if v.get("met") else 0}
                     for k, v in dict(ev.criteria).items()
