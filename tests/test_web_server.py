@@ -539,3 +539,15 @@ def test_inbox_count_stops_at_the_cap(
     assert client.get("/app/leads/count").text == "7 leads"
     monkeypatch.setattr(routes, "COUNT_CAP", 5)
     assert client.get("/app/leads/count").text == "5+ leads"
+
+
+@pytest.mark.parametrize(
+    "name", ["funnel", "velocity", "forecast", "handoff_sla", "mql_rejections", "stale_deals"]
+)
+def test_dashboard_report_cards_render(client: TestClient, db: Database, name: str) -> None:
+    admin = make_user(db, "Boss", Role.ADMIN)
+    _lead(db, admin, "a@example.org", source="webinar")
+    sign_in(client, db, admin)
+    assert f'hx-get="/app/dashboard/reports/{name}"' in client.get("/app/dashboard").text
+    card = client.get(f"/app/dashboard/reports/{name}")
+    assert card.status_code == 200 and f'id="report-{name}"' in card.text

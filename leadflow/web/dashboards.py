@@ -23,7 +23,8 @@ REPORTS: tuple[tuple[str, dict[str, str]], ...] = (
     ("funnel", {"group_by": "total"}),
     ("velocity", {}),
     ("forecast", {"group_by": "month"}),
-    ("sla", {}),
+    ("handoff_sla", {}),
+    ("mql_rejections", {}),
     ("attribution", {}),
     ("stale_deals", {"limit": "15"}),
 )
