@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import Actor, make_user
 from hypothesis import HealthCheck, given, settings
@@ -90,7 +91,10 @@ def test_a_new_lead_is_scored_on_fit_alone(scoring: Database) -> None:
     row = stored(scoring, lid)
     assert (row.fit, row.engagement, row.total, row.grade) == (100, 0, 50, "A")
     assert row.model_version == 0  # the built-in default
-    assert {e["rule_id"] for e in row.explanation or []} == {
+    assert row.explanation is None  # computed on request, with the events behind each rule
+    with scoring.transaction() as s:
+        view = svc.explain(s, SYSTEM, lid)
+    assert {r.rule_id for r in view.score.reasons if r.kind == "fit"} == {
         "decision_maker",
         "company_size",
         "target_industry",
@@ -472,9 +476,14 @@ def test_property_filters_agree_on_numbers_and_flags(db: Database, admin: Actor)
         svc.rescore_leads(s, [lid], as_of=NOW)
         row = s.get(LeadScore, lid)
         assert row is not None
+        # The incremental path matched the events to the rules in SQL: its per-rule points.
+        model = svc.active_model(s).model
+        kept = svc.refresh_states(s, model, [lid])[lid]
+        points = core.engagement_points_from_state(model, kept.state[None], np.array([kept.ref]), NOW)[0]
     python = {r.rule_id: r.points for r in one[0].reasons if r.kind == "engagement"}
     assert python == {"five": 2, "flag": 20, "none": 300, "pre": 1000}
-    assert {e["rule_id"]: e["points"] for e in row.explanation or [] if e["kind"] == "engagement"} == python
+    assert {r.id: p for r, p in zip(model.engagement.rules, points.tolist(), strict=True) if p} == python
+    assert row.engagement == one[0].engagement
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
