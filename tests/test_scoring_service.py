@@ -16,13 +16,20 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 from test_scoring_core import attrs_st, event_st, model_st
 
+from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import Role
 from leadflow.auth.principal import SYSTEM
 from leadflow.core import scoring as core
 from leadflow.core.lifecycle import Stage
 from leadflow.db.base import Database
 from leadflow.errors import Forbidden, InvalidInput, NotFound
-from leadflow.events import DomainEvent, subscribe, unsubscribe
+from leadflow.events import (
+    DomainEvent,
+    subscribe,
+    subscribe_in_transaction,
+    unsubscribe,
+    unsubscribe_in_transaction,
+)
 from leadflow.leads import activities
 from leadflow.leads import service as leads
 from leadflow.leads.models import StageChange
@@ -216,6 +223,90 @@ def test_mql_move_is_skipped_when_not_legal(scoring: Database) -> None:
             )
         ).all()
     assert [(f.action, f.outcome) for f in other] == [("enroll_sequence", "skipped")]
+
+
+def _mql_records(db: Database, ids: list[int]) -> dict[int, tuple[str, int, int, str | None]]:
+    """Per lead: stage, stage changes to mql, audit stage_change entries, the move's firing outcome."""
+
+    with db.transaction() as s:
+        out = {}
+        for lid in ids:
+            changes = s.scalars(
+                select(StageChange).where(StageChange.lead_id == lid, StageChange.to_stage == "mql")
+            ).all()
+            audits = s.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.entity_type == "lead",
+                    AuditEntry.entity_id == lid,
+                    AuditEntry.action == "stage_change",
+                )
+            ).all()
+            firing = s.scalars(
+                select(ThresholdFiring).where(
+                    ThresholdFiring.lead_id == lid, ThresholdFiring.action == "move_to_mql"
+                )
+            ).first()
+            for c in changes:
+                assert c.evidence is not None and c.evidence["kind"] == "score_threshold"
+                assert c.reason is not None and c.reason.startswith("score ")
+            out[lid] = (
+                leads.get_lead(s, SYSTEM, lid).stage,
+                len(changes),
+                len(audits),
+                firing.outcome if firing else None,
+            )
+        return out
+
+
+def test_crossings_of_one_batch_move_to_mql_together_with_one_record_per_lead(scoring: Database) -> None:
+    moved: list[DomainEvent] = []
+    subscribe("lead.stage_changed", moved.append)
+    try:
+        ids = [new_lead(scoring, **{**HOT, "email": f"batch{i}@acme.io"}) for i in range(6)]
+        rep = make_user(scoring, "Rep", Role.SALES_REP)
+        with scoring.transaction() as s:
+            sales_lead = leads.create_lead(s, rep.principal, {**HOT, "email": "sales@acme.io"}).lead.id
+        # One batch pushes all of them over 60 (and over 80: both thresholds in one jump).
+        ingest(
+            scoring,
+            [
+                {"lead_id": i, "type": t, "occurred_at": SOON}
+                for i in [*ids, sales_lead]
+                for t in ("demo_request", "trial_start")
+            ],
+        )
+    finally:
+        unsubscribe("lead.stage_changed", moved.append)
+    records = _mql_records(scoring, [*ids, sales_lead])
+    assert all(records[i] == ("mql", 1, 1, "done") for i in ids), records
+    assert records[sales_lead] == ("new", 0, 0, "skipped")
+    assert sorted(e.payload["lead_id"] for e in moved if e.payload["target"] == "mql") == ids
+    with scoring.transaction() as s:
+        tasks = s.scalars(select(ThresholdFiring).where(ThresholdFiring.action == "create_task")).all()
+        assert sorted(f.lead_id for f in tasks) == sorted([*ids, sales_lead])
+        for lid in ids:  # the version moved once, by the move
+            assert leads.get_lead(s, SYSTEM, lid).version == 2
+
+
+def test_a_refused_move_in_a_batch_falls_back_to_one_lead_at_a_time(scoring: Database) -> None:
+    ids = [new_lead(scoring, **{**HOT, "email": f"fb{i}@acme.io"}) for i in range(4)]
+    refused = ids[2]
+
+    def refuse(session: Any, ev: DomainEvent) -> None:
+        if ev.payload["lead_id"] == refused and ev.payload["target"] == "mql":
+            raise InvalidInput("lead_id", "refused by another feature")
+
+    subscribe_in_transaction("lead.stage_changed", refuse)
+    try:
+        ingest(scoring, [{"lead_id": i, "type": "demo_request"} for i in ids])
+    finally:
+        unsubscribe_in_transaction("lead.stage_changed", refuse)
+    records = _mql_records(scoring, ids)
+    for lid in ids:
+        if lid == refused:
+            assert records[lid] == ("new", 0, 0, "skipped")
+        else:
+            assert records[lid] == ("mql", 1, 1, "done")
 
 
 @pytest.mark.usefixtures("quiet")

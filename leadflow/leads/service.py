@@ -7,16 +7,18 @@ the service layer, so no route can bypass them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from leadflow.audit.models import AuditEntry
-from leadflow.audit.service import changes, record
+from leadflow.audit.service import changes, record, record_many
 from leadflow.auth.models import Role
 from leadflow.auth.ownership import can_see_owner, owner_visibility, require_assignable_owner
 from leadflow.auth.principal import Perm, Principal
@@ -527,6 +529,116 @@ def transition_lead(
     )
     emit(session, "lead.stage_changed", lead_id=lead.id, source=before["stage"], target=lead.stage)
     return lead
+
+
+def transition_many(
+    session: Session,
+    actor: Principal,
+    moves: Sequence[tuple[Lead, Evidence | None, str | None]],
+    target: Stage,
+    *,
+    at: datetime | None = None,
+) -> None:
+    """:func:`transition_lead` for many leads at once (loaded in this session, visible to the
+    actor), set-based: one UPDATE with a compare-and-set on each lead's version, the stage
+    changes and audit entries inserted together, and one ``lead.stage_changed`` per lead (its
+    in-transaction subscribers run per lead, as for a single move). The same records as one
+    :func:`transition_lead` per lead. Raises as transition_lead does for the first lead whose
+    move is not legal, and StaleVersion when any lead changed meanwhile: run it in a savepoint."""
+
+    actor.require(Perm.LEADS_TRANSITION)
+    if not actor.can_move_to(target):
+        raise Forbidden(f"role {actor.role.value} cannot move leads to {target.value}; sales does that")
+    if not moves:
+        return
+    when = at or utcnow()
+    now = utcnow()
+    planned = []
+    given: dict[int, str | None] = {}
+    for lead, evidence, reason in moves:
+        given[lead.id] = reason
+        if lead.merged_into_id is not None:
+            raise InvalidInput("lead_id", f"lead {lead.id} was merged into lead {lead.merged_into_id}")
+        move = lifecycle.transition(
+            Stage(lead.stage), target, origin=Origin(lead.origin), evidence=evidence, reason=reason
+        )
+        planned.append((lead, move))
+    ids = [lead.id for lead, _ in planned]
+    versions = [lead.version for lead, _ in planned]
+    reasons = [move.reason for _, move in planned]
+    if session.get_bind().dialect.name == "postgresql":
+        sql = (
+            "UPDATE leads SET version = leads.version + 1, updated_at = :now, stage = :stage, "
+            "status_reason = v.reason, bad_reason = NULL, stage_changed_at = :when "
+            "FROM unnest(CAST(:ids AS integer[]), CAST(:vers AS integer[]), CAST(:reasons AS text[])) "
+            "AS v(id, ver, reason) WHERE leads.id = v.id AND leads.version = v.ver RETURNING leads.id"
+        )
+        params: dict[str, Any] = {"ids": ids, "vers": versions, "reasons": reasons, "now": now, "when": when}
+    else:  # SQLite keeps UTCDateTime as naive UTC text; the rows travel as one JSON parameter
+        sql = (
+            "UPDATE leads SET version = leads.version + 1, updated_at = :now, stage = :stage, "
+            "status_reason = v.reason, bad_reason = NULL, stage_changed_at = :when "
+            "FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS ver, "
+            "json_extract(value, '$[2]') AS reason FROM json_each(:rows)) AS v "
+            "WHERE leads.id = v.id AND leads.version = v.ver RETURNING leads.id"
+        )
+        fmt = "%Y-%m-%d %H:%M:%S.%f"
+        params = {
+            "rows": json.dumps([list(r) for r in zip(ids, versions, reasons, strict=True)]),
+            "now": now.astimezone(UTC).strftime(fmt),
+            "when": when.astimezone(UTC).strftime(fmt),
+        }
+    moved = set(session.execute(text(sql), {**params, "stage": target.value}).scalars())
+    if len(moved) != len(ids):
+        raise StaleVersion(f"{len(ids) - len(moved)} of {len(ids)} leads were changed by someone else; retry")
+    changes_rows: list[dict[str, Any]] = []
+    audit_rows: list[dict[str, Any]] = []
+    for lead, move in planned:
+        before = {"stage": lead.stage, "status_reason": lead.status_reason, "bad_reason": lead.bad_reason}
+        # The loaded objects take the values written (without becoming dirty: no second UPDATE).
+        for key, value in (
+            ("version", lead.version + 1),
+            ("updated_at", now),
+            ("stage", move.target.value),
+            ("status_reason", move.reason),
+            ("bad_reason", None),
+            ("stage_changed_at", when),
+        ):
+            set_committed_value(lead, key, value)
+        ev = lifecycle.evidence_to_dict(move.evidence)
+        changes_rows.append(
+            {
+                "lead_id": lead.id,
+                "from_stage": before["stage"],
+                "to_stage": lead.stage,
+                "at": when,
+                "actor_id": actor.user_id,
+                "reason": move.reason,
+                "evidence": ev,
+            }
+        )
+        after = {"stage": lead.stage, "status_reason": lead.status_reason, "bad_reason": lead.bad_reason}
+        audit_rows.append(
+            {
+                "entity_type": "lead",
+                "entity_id": lead.id,
+                "action": "stage_change",
+                "before": before,
+                "after": after,
+                "reason": given[lead.id],
+                "evidence": ev,
+            }
+        )
+    session.execute(insert(StageChange), changes_rows)
+    record_many(session, actor, audit_rows)
+    for row in changes_rows:
+        emit(
+            session,
+            "lead.stage_changed",
+            lead_id=row["lead_id"],
+            source=row["from_stage"],
+            target=target.value,
+        )
 
 
 # --------------------------------------------------------------------------------- merge

@@ -1267,22 +1267,55 @@ def _previous(session: Session, ids: Sequence[int], tids: Sequence[str]) -> _Pre
     return out
 
 
+def _act(
+    session: Session,
+    active: ActiveModel,
+    crossings: Sequence[tuple[int, core.Threshold, float]],
+    now: datetime,
+    result: RescoreResult,
+) -> list[dict[str, Any]]:
+    """Carry out the crossings' actions (in order: lead, then threshold); returns the
+    threshold_firings rows. The moves to MQL of all these leads go first, together
+    (:func:`_moves_to_mql`), so that the other actions see each lead after its move (as one lead
+    at a time would: the move is the first action of its threshold)."""
+
+    leads_by_id = {
+        lead.id: lead
+        for lead in session.scalars(select(Lead).where(Lead.id.in_(sorted({c[0] for c in crossings}))))
+    }
+    mql = _moves_to_mql(
+        session,
+        active,
+        [
+            (leads_by_id[lid], t, value)
+            for lid, t, value in crossings
+            if lid in leads_by_id and any(isinstance(a, core.MoveToMql) for a in t.actions)
+        ],
+    )
+    rows: list[dict[str, Any]] = []
+    for lead_id, threshold, value in crossings:
+        result.crossings += 1
+        lead = leads_by_id.get(lead_id)
+        if lead is None:
+            continue
+        rows += _apply_actions(session, active, lead, threshold, value, now, result, mql)
+    return rows
+
+
 def _apply_actions(
     session: Session,
     active: ActiveModel,
-    lead_id: int,
+    lead: Lead,
     threshold: core.Threshold,
     value: float,
     now: datetime,
     result: RescoreResult,
+    mql: Mapping[tuple[int, str], tuple[str, str | None]],
 ) -> list[dict[str, Any]]:
-    """Carry out one crossing's actions; returns the threshold_firings rows."""
+    """One crossing's actions (the move to MQL already made: ``mql`` has its outcome)."""
 
-    result.crossings += 1
+    lead_id = lead.id
     rows: list[dict[str, Any]] = []
-    lead = session.get(Lead, lead_id)
-    if lead is None:
-        return rows
     base = {"lead_id": lead_id, "threshold_id": threshold.id, "model_version": active.version, "score": value}
     emit(
         session,
@@ -1297,7 +1330,7 @@ def _apply_actions(
         payload: dict[str, Any] = action.model_dump(mode="json")
         outcome, detail = "emitted", None
         if isinstance(action, core.MoveToMql):
-            outcome, detail = _move_to_mql(session, active, lead, threshold, value)
+            outcome, detail = mql[(lead_id, threshold.id)]
         elif lead.stage in QUIET_STAGES:
             outcome, detail = "skipped", f"the lead is {lead.stage}: no follow-up"
         elif isinstance(action, core.CreateTask):
@@ -1354,6 +1387,55 @@ def _apply_actions(
             }
         )
     return rows
+
+
+def _moves_to_mql(
+    session: Session, active: ActiveModel, wanted: Sequence[tuple[Lead, core.Threshold, float]]
+) -> dict[tuple[int, str], tuple[str, str | None]]:
+    """Move these leads to MQL, set-based (:func:`leadflow.leads.service.transition_many`: one
+    stage change, audit entry and ``lead.stage_changed`` per lead); the outcome and detail per
+    (lead, threshold). Leads for whom the move is not legal are skipped with the reason. Should
+    the set-based move fail (a lead changed meanwhile, an in-transaction subscriber refusing
+    one), it is undone and the leads move one at a time, each in its own savepoint."""
+
+    out: dict[tuple[int, str], tuple[str, str | None]] = {}
+    batch: list[tuple[Lead, core.Threshold, float]] = []
+    moving: set[int] = set()
+    for lead, threshold, value in wanted:
+        current = Stage(lead.stage)
+        if lead.merged_into_id is not None:
+            out[(lead.id, threshold.id)] = ("skipped", f"lead was merged into lead {lead.merged_into_id}")
+        elif lead.origin == Origin.SALES.value:
+            out[(lead.id, threshold.id)] = ("skipped", "sales-sourced leads skip the MQL step")
+        elif lead.id in moving or Stage.MQL not in lifecycle.legal_targets(current, Origin(lead.origin)):
+            stage = Stage.MQL.value if lead.id in moving else current.value
+            out[(lead.id, threshold.id)] = ("skipped", f"moving from {stage} to mql is not a legal move")
+        else:
+            moving.add(lead.id)
+            batch.append((lead, threshold, value))
+    if not batch:
+        return out
+    moves = [
+        (
+            lead,
+            lifecycle.ScoreThreshold(score=value, threshold=threshold.at, model_version=str(active.version)),
+            f"score {value:.1f} reached {threshold.at:g} ({threshold.label or threshold.id})",
+        )
+        for lead, threshold, value in batch
+    ]
+    before = {lead.id: lead.stage for lead, _, _ in batch}
+    try:
+        with session.begin_nested():
+            leads.transition_many(session, SCORING_ACTOR, moves, Stage.MQL)
+    except (lifecycle.LifecycleError, InvalidInput, Forbidden, Conflict):
+        for lead, _, _ in batch:
+            session.expire(lead)
+        for lead, threshold, value in batch:
+            out[(lead.id, threshold.id)] = _move_to_mql(session, active, lead, threshold, value)
+        return out
+    for lead, threshold, _ in batch:
+        out[(lead.id, threshold.id)] = ("done", f"moved from {before[lead.id]} to mql")
+    return out
 
 
 def _move_to_mql(
@@ -1441,13 +1523,18 @@ def _write(
     _insert_history(session, history)
     result.leads += n
     result.changed += len(history)
-    firing_rows: list[dict[str, Any]] = []
-    for i, j in zip(*np.nonzero(fired), strict=True):
-        t = model.thresholds[int(j)]
-        value = float(arrays.as_mapping()[t.score][int(i)])
-        firing_rows += _apply_actions(session, active, ids[int(i)], t, value, now, result)
-    if firing_rows:
-        session.execute(insert(ThresholdFiring), firing_rows)
+    crossings = [
+        (
+            ids[int(i)],
+            model.thresholds[int(j)],
+            float(arrays.as_mapping()[model.thresholds[int(j)].score][int(i)]),
+        )
+        for i, j in zip(*np.nonzero(fired), strict=True)
+    ]
+    if crossings:
+        firing_rows = _act(session, active, crossings, now, result)
+        if firing_rows:
+            session.execute(insert(ThresholdFiring), firing_rows)
 
 
 # ---------------------------------------------------------------------------------------------
