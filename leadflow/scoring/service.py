@@ -1106,19 +1106,16 @@ def _stamp(dialect: str, t: datetime) -> Any:
 
 
 def _executemany(session: Session, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """executemany on the DBAPI cursor with ``?`` placeholders (bulk writes without per-row
-    SQLAlchemy type processing)."""
+    """executemany with ``?`` placeholders and plain DBAPI values (bulk writes without per-row
+    SQLAlchemy type processing); through the connection, so that the engine's events run (on
+    SQLite: BEGIN IMMEDIATE before the first write)."""
 
     if not rows:
         return
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         sql = sql.replace("?", "%s")
-    cur: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cur.executemany(sql, rows)
-    finally:
-        cur.close()
+    conn.exec_driver_sql(sql, rows)
 
 
 _SCORE_COLUMNS = (
