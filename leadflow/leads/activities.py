@@ -20,7 +20,7 @@ from leadflow.db.pagination import Page, keyset, page_of
 from leadflow.errors import Forbidden, InvalidInput
 from leadflow.events import emit
 from leadflow.leads.models import Activity, Lead
-from leadflow.leads.service import get_lead, visibility_clause, visible_lead_ids
+from leadflow.leads.service import get_lead, in_values, visibility_clause, visible_lead_ids
 
 MAX_BATCH = 10_000
 
@@ -137,14 +137,20 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
     merged: dict[int, int] = {}
     if visible:
         tombstones = session.execute(
-            select(Lead.id, Lead.merged_into_id).where(Lead.id.in_(visible), Lead.merged_into_id.is_not(None))
+            select(Lead.id, Lead.merged_into_id).where(
+                in_values(session, Lead.id, sorted(visible)), Lead.merged_into_id.is_not(None)
+            )
         )
         merged = {int(i): int(w) for i, w in tombstones if w is not None}
 
     ext_ids = [str(it["external_id"]) for it in items if it.get("external_id")]
     seen: set[str] = set()
     if ext_ids:
-        seen = set(session.scalars(select(Activity.external_id).where(Activity.external_id.in_(ext_ids))))
+        seen = set(
+            session.scalars(
+                select(Activity.external_id).where(in_values(session, Activity.external_id, ext_ids))
+            )
+        )
 
     now = utcnow()
     rows_out: list[dict[str, Any]] = []

@@ -13,7 +13,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -969,12 +985,25 @@ def stage_history(session: Session, actor: Principal, lead_id: int) -> list[Stag
     return list(session.scalars(stmt))
 
 
+def in_values(session: Session, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN (values)`` with the values as one parameter (a JSON array on SQLite, an array
+    on PostgreSQL): thousands of values without one bound parameter each to build."""
+
+    if session.get_bind().dialect.name == "postgresql":
+        kind = Integer if all(isinstance(v, int) for v in values) else Text
+        return column == any_(bindparam(None, list(values), type_=ARRAY(kind)))  # type: ignore[no-any-return]
+    rows: Select[Any] = select(literal_column("value")).select_from(
+        func.json_each(bindparam(None, json.dumps(list(values))))
+    )
+    return column.in_(rows)  # type: ignore[no-any-return]
+
+
 def visible_lead_ids(session: Session, actor: Principal, ids: Sequence[int]) -> set[int]:
     """Which of ``ids`` the actor may see (for bulk paths such as event ingest)."""
 
     if not ids:
         return set()
-    stmt = select(Lead.id).where(Lead.id.in_(ids))
+    stmt = select(Lead.id).where(in_values(session, Lead.id, ids))
     vis = visibility_clause(session, actor)
     if vis is not None:
         stmt = stmt.where(vis)
