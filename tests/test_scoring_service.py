@@ -629,3 +629,31 @@ def test_sql_and_python_paths_agree(
                     (one[0].fit, one[0].engagement, one[0].total), abs=1e-6
                 )
                 assert row.grade == one[0].grade
+
+
+@pytest.mark.usefixtures("quiet")
+def test_a_rescore_that_changes_nothing_rewrites_no_score(db: Database) -> None:
+    ids = [new_lead(db, **{**HOT, "email": f"same{i}@acme.io"}) for i in range(3)]
+    cold = new_lead(db, email="kid@gmail.com", job_title="Student intern")
+    first, later = NOW - timedelta(hours=2), NOW - timedelta(hours=1)
+
+    def rows() -> dict[int, tuple[float, str, int, datetime]]:
+        with db.transaction() as s:
+            return {
+                r.lead_id: (r.total, r.grade, r.model_version, r.computed_at)
+                for r in s.scalars(select(LeadScore))
+            }
+
+    svc.rescore_all(db, SYSTEM, as_of=first, fire=False)
+    before = rows()
+    assert {v[3] for v in before.values()} == {first}
+    again = svc.rescore_all(db, SYSTEM, as_of=later, fire=False)  # no events: nothing moves
+    assert rows() == before and again.changed == 0
+    with db.transaction() as s:  # another model version: every score is written again
+        doc = core.default_model().to_document()
+        doc["weights"] = {"fit": 0.6, "engagement": 0.4}
+        version = svc.save_model(s, SYSTEM, doc, activate=True).version
+    svc.rescore_all(db, SYSTEM, as_of=later, fire=False)
+    after = rows()
+    assert {v[2] for v in after.values()} == {version} and {v[3] for v in after.values()} == {later}
+    assert after[ids[0]][0] == pytest.approx(60) and after[cold][0] == 0

@@ -1216,6 +1216,10 @@ class _Previous:
     engagement: np.ndarray[Any, np.dtype[np.float64]]
     total: np.ndarray[Any, np.dtype[np.float64]]
     armed: np.ndarray[Any, np.dtype[np.bool_]]  # leads x thresholds (never seen: armed)
+    version: np.ndarray[Any, np.dtype[np.int64]]
+    grade: np.ndarray[Any, np.dtype[np.object_]]
+    # The stored armed state names exactly the model's thresholds (else it is rewritten).
+    armed_exact: np.ndarray[Any, np.dtype[np.bool_]]
 
 
 def _previous(session: Session, ids: Sequence[int], tids: Sequence[str]) -> _Previous:
@@ -1226,6 +1230,9 @@ def _previous(session: Session, ids: Sequence[int], tids: Sequence[str]) -> _Pre
         np.zeros(n),
         np.zeros(n),
         np.ones((n, len(tids)), dtype=np.bool_),
+        np.full(n, -1, dtype=np.int64),
+        np.full(n, None, dtype=object),
+        np.zeros(n, dtype=np.bool_),
     )
     if not n:
         return out
@@ -1233,32 +1240,44 @@ def _previous(session: Session, ids: Sequence[int], tids: Sequence[str]) -> _Pre
     order = np.argsort(want, kind="stable")
     parsed: dict[Any, int] = {}  # distinct armed values (a handful) -> row of ``table``
     table: list[list[bool]] = []
+    exact: list[bool] = []
+
+    def code_of(a: Any) -> int:
+        key = tuple(sorted(a.items())) if isinstance(a, dict) else a
+        code = parsed.get(key)
+        if code is None:
+            value = a if isinstance(a, dict) or a is None else json.loads(a)
+            value = value or {}
+            code = parsed[key] = len(table)
+            table.append([bool(value.get(t, True)) for t in tids])
+            exact.append(a is not None and set(value) == set(tids))
+        return code
+
     for start in range(0, n, 30_000):
         part = ids[start : start + 30_000]
         rows = _raw_rows(
             session,
-            "SELECT lead_id, fit, engagement, total, armed FROM lead_scores "
+            "SELECT lead_id, fit, engagement, total, armed, model_version, grade FROM lead_scores "
             f"WHERE lead_id IN ({_id_list(part)})",
             {},
         )
         if not rows:
             continue
-        lid, fit, eng, total, armed = zip(*rows, strict=True)
+        lid, fit, eng, total, armed, version, grade = zip(*rows, strict=True)
         pos = order[np.searchsorted(want, np.asarray(lid, dtype=np.int64), sorter=order)]
-        codes = []
-        for a in armed:
-            key = tuple(sorted(a.items())) if isinstance(a, dict) else a
-            code = parsed.get(key)
-            if code is None:
-                value = a if isinstance(a, dict) or a is None else json.loads(a)
-                value = value or {}
-                code = parsed[key] = len(table)
-                table.append([bool(value.get(t, True)) for t in tids])
-            codes.append(code)
+        if not any(isinstance(a, dict) for a in armed):
+            # JSON text (SQLite): a handful of distinct values, mapped at C speed.
+            distinct = {a: code_of(a) for a in dict.fromkeys(armed)}
+            codes = np.fromiter(map(distinct.__getitem__, armed), dtype=np.int64, count=len(armed))
+        else:
+            codes = np.fromiter(map(code_of, armed), dtype=np.int64, count=len(armed))
         out.found[pos] = True
         out.fit[pos] = np.asarray(fit, dtype=np.float64)
         out.engagement[pos] = np.asarray(eng, dtype=np.float64)
         out.total[pos] = np.asarray(total, dtype=np.float64)
+        out.version[pos] = np.asarray(version, dtype=np.int64)
+        out.grade[pos] = np.asarray(grade, dtype=object)
+        out.armed_exact[pos] = np.asarray(exact, dtype=np.bool_)[codes]
         if tids:
             out.armed[pos] = np.asarray(table, dtype=np.bool_).reshape(-1, len(tids))[codes]
     return out
@@ -1516,6 +1535,20 @@ def _write(
     history = [
         (ids[i], stamp, fit[i], eng[i], total[i], active.version) for i in np.flatnonzero(moved).tolist()
     ]
+    # A score that is exactly what is stored (same model version, values, grade and armed state)
+    # is not written again: a rescore that changes nothing writes nothing.
+    same = (
+        prev.found
+        & (prev.version == active.version)
+        & (prev.fit == arrays.fit)
+        & (prev.engagement == arrays.engagement)
+        & (prev.total == arrays.total)
+        & (prev.grade == arrays.grade)
+        & prev.armed_exact
+        & (prev.armed == new_armed).all(axis=1)
+    )
+    if explanations is None and same.any():
+        score_rows = list(itertools.compress(score_rows, (~same).tolist()))
     _upsert(session, score_rows)
     _insert_history(session, history)
     result.leads += n
