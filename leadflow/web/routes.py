@@ -31,6 +31,9 @@ from leadflow.web import service as web
 from leadflow.web.core import PREFIX, Ctx, CtxDep, redirect, render, sessions, web_session
 from leadflow.web.pipeline import lead_opportunities
 from leadflow.web.qualification import lead_qualification
+from leadflow.web.sla import STATES as SLA_STATES
+from leadflow.web.sla import badges as sla_badges
+from leadflow.web.sla import sla_condition
 from leadflow.web.tasks import lead_tasks
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -131,6 +134,9 @@ def _inbox_filter(ctx: CtxDep, params: Any) -> LeadFilter:
         score_min=_float("score_min", params.get("score_min")),
         score_max=_float("score_max", params.get("score_max")),
     )
+    sla = params.get("sla") or ""
+    if sla:
+        f.where = (sla_condition(sla, utcnow()),)
     if owner == "me":
         f.owner_id = ctx.user.id
     elif owner == "none":
@@ -160,6 +166,7 @@ def inbox(ctx: CtxDep) -> Response:
             s, ctx.principal, f, sort=sort, descending=descending, cursor=cursor, limit=PAGE_SIZE
         )
         scores = web.scores_for(s, [lead.id for lead in page.items])
+        badges = sla_badges(s, [lead.id for lead in page.items], utcnow())
         users = _users(s)
         segments = web.list_segments(s, ctx.principal)
     owners = {u.id: u for u in users}
@@ -167,6 +174,7 @@ def inbox(ctx: CtxDep) -> Response:
     values: dict[str, Any] = {
         "page": page,
         "scores": scores,
+        "sla_badges": badges,
         "owners": owners,
         "query": query,
         "more_url": f"{PREFIX}/leads?{query}&cursor={page.next_cursor}" if page.next_cursor else None,
@@ -186,6 +194,7 @@ def inbox(ctx: CtxDep) -> Response:
         descending=descending,
         users=users,
         segments=segments,
+        sla_states=SLA_STATES,
         bad_reasons=list(BadReason),
         msg=params.get("msg"),
     )
