@@ -275,7 +275,9 @@ def test_qualification_forms_follow_the_questionnaire_and_framework(page: Page, 
     call.get_by_role("group", name="Metrics").get_by_label("met", exact=True).check()
     call.get_by_label("SQL: qualified prospect").check()
     call.get_by_role("button", name="Complete discovery call").click()
-    expect(page.locator("#call-override_reason-err")).to_contain_text("the MEDDIC ratings recommend unqualified")
+    expect(page.locator("#call-override_reason-err")).to_contain_text(
+        "the MEDDIC ratings recommend unqualified"
+    )
     call = page.locator("#discovery-call")
     call.get_by_label("Why the outcome differs from the recommendation").fill("CFO confirmed budget by email")
     call.get_by_role("button", name="Complete discovery call").click()
