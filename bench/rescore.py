@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from leadflow.auth.principal import SYSTEM
 from leadflow.core import scoring as core
@@ -50,7 +50,7 @@ from leadflow.db.base import Database
 from leadflow.db.migrate import upgrade
 from leadflow.leads import activities
 from leadflow.scoring import service as scoring
-from leadflow.scoring.models import EngagementBuild
+from leadflow.scoring.models import EngagementBuild, LeadScore
 
 TITLES = [
     "CEO", "CTO", "Founder", "VP Sales", "VP of Marketing", "Head of Growth", "Director of Operations",
@@ -271,6 +271,9 @@ def main() -> None:
     #    change of the engagement rules); silent: every lead starts armed.
     with db.transaction() as s:
         s.execute(delete(EngagementBuild))
+        # A reused database keeps the last run's scores, computed for a day ahead (step 2): they
+        # would count as newer than this rescore and be left alone.
+        s.execute(update(LeadScore).values(computed_at=now - timedelta(days=1)))
     rescore("engagement state built (silent)", now, False)
     # 2. The nightly decay refresh: a day later, no event pass.
     rescore("a day later, decay refresh (silent)", now + timedelta(days=1), False)
