@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,6 +97,30 @@ def test_a_failing_subscriber_of_the_same_commit_does_not_drop_the_rescoring(sco
         ingest(db, page_views(lid, 3))
     finally:
         unsubscribe("activities.ingested", failing)
+    assert stored(db, lid) == (expected_total(3), 3)
+
+
+def test_another_subscriber_committing_elsewhere_does_not_take_the_rescoring(
+    scoring: Database, tmp_path: Path
+) -> None:
+    # The same symptom in the full suite: a subscriber of activities.ingested left registered by
+    # an earlier test committed its own transaction on another database, on the same thread, and
+    # that commit took the leads waiting to be rescored (then found no scoring for its database).
+    db = scoring
+    other = Database(f"sqlite:///{tmp_path / 'other.db'}")
+    lid = new_lead(db)
+
+    def elsewhere(ev: DomainEvent) -> None:
+        with other.transaction() as s:
+            s.execute(text("CREATE TABLE IF NOT EXISTS seen (n integer)"))
+            s.execute(text("INSERT INTO seen VALUES (1)"))
+
+    subscribe("activities.ingested", elsewhere)
+    try:
+        ingest(db, page_views(lid, 3))
+    finally:
+        unsubscribe("activities.ingested", elsewhere)
+        other.dispose()
     assert stored(db, lid) == (expected_total(3), 3)
 
 

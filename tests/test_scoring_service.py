@@ -507,7 +507,6 @@ def test_a_batch_of_leads_is_scored_once_after_the_outer_commit(
         return real(session, ids, **kw)
 
     monkeypatch.setattr(svc, "rescore_leads", spy)
-    monkeypatch.setattr(svc._touched, "leads", set())  # nothing left over from earlier tests
     items = [{**HOT, "email": f"p{i}@acme.io"} for i in range(25)]
     with scoring.transaction() as s:  # one savepoint per item inside
         results = leads.create_leads_batch(s, SYSTEM, items)

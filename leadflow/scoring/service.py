@@ -4,9 +4,9 @@ explanations and history.
 * A model version is validated before it is stored; activating one flips the active flag in one
   transaction, so the active model never changes half-way. Version 0 is the built-in default
   (the seeds' tiers), in force until a model is activated.
-* Incremental: :func:`register` subscribes to ``activities.ingested``, ``lead.created`` and
-  ``leads.imported`` (one event per committed import chunk); the handler rescoring those leads
-  runs after the ingest committed, in its own transaction.
+* Incremental: for a database passed to :func:`register`, the leads named by a commit's
+  ``activities.ingested``, ``lead.created``, ``lead.merged`` and ``leads.imported`` events (one
+  per committed import chunk) are rescored after that commit, in a transaction of their own.
 * Engagement is rolled forward: each lead keeps decayed per-rule sums (``lead_engagement``, see
   :mod:`leadflow.core.scoring`), folded forward with the new events on the incremental path.
 * Full: :func:`rescore_all` works on id ranges of leads: fit attributes are pulled as columns
@@ -28,7 +28,6 @@ import logging
 import math
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,7 +47,7 @@ from leadflow.core import scoring as core
 from leadflow.core.lifecycle import Origin, Stage
 from leadflow.db.base import Database, utcnow
 from leadflow.errors import Conflict, Forbidden, InvalidInput, NotFound
-from leadflow.events import DomainEvent, emit, subscribe, unsubscribe
+from leadflow.events import DomainEvent, emit
 from leadflow.leads import service as leads
 from leadflow.leads.models import Activity, Lead
 from leadflow.scoring.models import (
@@ -1629,45 +1628,49 @@ def _rescore_some(
 
 # Leads touched by the events of one commit, rescored together right after it (a batch of 1,000
 # created leads is one rescoring transaction, not 1,000), in the database that committed them.
-# Per thread: a commit and the dispatch of its events happen on one thread.
-_touched = threading.local()
+# They are read from the committing session's own pending domain events (not gathered by a
+# subscriber into a per-thread set: a transaction that another subscriber of the same commit ran
+# on the same thread took that set, rescored it in its own database or dropped it, and rolled
+# back or committed elsewhere: seen as "600 leads had stale scores" in the 8-writer test).
 _databases: dict[int, Database] = {}  # id(engine) -> the registered Database using it
-_EVENTS = ("activities.ingested", "lead.created", "lead.merged", "leads.imported")
+_EVENTS = frozenset({"activities.ingested", "lead.created", "lead.merged", "leads.imported"})
+_TOUCHED = "scoring_touched"  # session.info key: the lead ids of the commit being dispatched
 
 
-def _pending() -> set[int]:
-    pending: set[int] | None = getattr(_touched, "leads", None)
-    if pending is None:
-        pending = _touched.leads = set()
-    return pending
-
-
-def _on_event(ev: DomainEvent) -> None:
+def _touched_by(ev: DomainEvent) -> list[int]:
     p = ev.payload
     # activities.ingested: lead_ids; lead.created: lead_id; lead.merged: the winner got the
     # loser's events (the loser's engagement state goes).
     ids = p.get("lead_ids") or [p[k] for k in ("lead_id", "winner_id", "loser_id") if p.get(k) is not None]
-    _pending().update(int(i) for i in ids)
+    return [int(i) for i in ids]
+
+
+@event.listens_for(Session, "after_commit", insert=True)
+def _collect_touched(session: Session) -> None:
+    """Runs first on a commit, before leadflow.events dispatches (and pops) the commit's events:
+    note the leads they touch on the session itself."""
+
+    if session.get_nested_transaction() is not None:  # a savepoint released: wait for the outer
+        return
+    pending = session.info.get("pending_events") or ()
+    ids = {i for ev in pending if ev.name in _EVENTS for i in _touched_by(ev)}
+    if ids:
+        session.info.setdefault(_TOUCHED, set()).update(ids)
 
 
 @event.listens_for(Session, "after_commit")
 def _rescore_touched(session: Session) -> None:
     """Runs after leadflow.events dispatched the commit's events (listeners run in the order they
-    were registered, and leadflow.events registered first).
+    were registered, and leadflow.events registered first): rescore the leads this session's
+    commit touched, in a transaction of its own on the same database."""
 
-    The pending leads come only from committed transactions (events are dispatched after the
-    commit), so nothing but this function empties the set: a transaction that rolls back on this
-    thread meanwhile (another subscriber of the same commit failing in its own transaction) must
-    not throw away the leads waiting here (it did, and left them with stale scores)."""
-
-    if session.in_nested_transaction():
+    if session.get_nested_transaction() is not None:
         # A savepoint was released (SQLAlchemy fires after_commit for those too, and
         # leadflow.events dispatches then): wait for the outermost commit.
         return
-    ids = _pending()
+    ids: set[int] = session.info.pop(_TOUCHED, set())
     if not ids:
         return
-    _touched.leads = set()
     db = _databases.get(id(session.get_bind()))
     if db is None:  # scoring is not registered for this database
         return
@@ -1687,13 +1690,16 @@ def _rescore_touched(session: Session) -> None:
             return
 
 
+@event.listens_for(Session, "after_rollback")
+def _forget_touched(session: Session) -> None:
+    if session.get_nested_transaction() is None:
+        session.info.pop(_TOUCHED, None)
+
+
 def register(db: Database) -> None:
     """Rescore leads when their events arrive, when they are created and when a merge moves
     events (after the commit, in a transaction of their own). Idempotent."""
 
-    if not _databases:
-        for name in _EVENTS:
-            subscribe(name, _on_event)
     _databases[id(db.engine)] = db
 
 
@@ -1704,9 +1710,7 @@ def registered() -> list[Database]:
 
 
 def unregister(db: Database) -> None:
-    if _databases.pop(id(db.engine), None) is not None and not _databases:
-        for name in _EVENTS:
-            unsubscribe(name, _on_event)
+    _databases.pop(id(db.engine), None)
 
 
 # ---------------------------------------------------------------------------------------------
