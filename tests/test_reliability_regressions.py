@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import Actor
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from leadflow.cli import app as cli_app
+from leadflow.config import get_settings
 from leadflow.db.base import Database
-from leadflow.leads.models import StageChange
+from leadflow.leads.models import Lead, StageChange
 from leadflow.scoring.models import LeadScore
 
 
@@ -122,3 +127,52 @@ def test_evidence_must_name_a_stored_record_of_the_lead(
     r = _to(client, admin, b, "opportunity", {"kind": "opportunity_opened", "opportunity_id": "0"})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["evidence", "opportunity_id"], r.text
     assert client.get(f"/api/leads/{b}", headers=admin.headers).json()["stage"] == "sql"
+
+
+def test_leads_imported_through_the_cli_are_scored_like_through_the_api(
+    client: TestClient, admin: Actor, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``leadflow import`` did not register the reactions the API app wires (incremental scoring
+    among them): its leads had no score until the next full rescore. The same people imported
+    both ways now get the same scores."""
+
+    rows = [
+        ("Ada", "Lovelace", "VP Engineering", "Analytical Engines", "GB"),
+        ("Grace", "Hopper", "CTO", "US Navy", "US"),
+        ("Joan", "Clarke", "Analyst", "Bletchley", "GB"),
+        ("Kay", "Unknown", "", "", ""),
+    ]
+
+    def csv_of(domain: str) -> bytes:
+        lines = ["email,first_name,last_name,job_title,company,country"]
+        lines += [f"{f.lower()}@{domain},{f},{last},{t},{c},{cc}" for f, last, t, c, cc in rows]
+        return ("\n".join(lines) + "\n").encode()
+
+    r = client.post(
+        "/api/imports", headers=admin.headers, files={"file": ("api.csv", csv_of("api.example"), "text/csv")}
+    )
+    assert r.status_code == 201 and r.json()["created"] == len(rows), r.text
+    path = tmp_path / "cli.csv"
+    path.write_bytes(csv_of("cli.example"))
+    monkeypatch.setenv("LEADFLOW_DATABASE_URL", db.url)
+    get_settings.cache_clear()
+    try:
+        res = CliRunner().invoke(cli_app, ["import", str(path)])
+    finally:
+        get_settings.cache_clear()
+    assert res.exit_code == 0, res.output
+
+    with db.transaction() as s:
+        scored = s.execute(
+            select(Lead.email, LeadScore.total, LeadScore.fit, LeadScore.engagement).join(
+                LeadScore, LeadScore.lead_id == Lead.id, isouter=True
+            )
+        ).all()
+    by_email = {e: (total, fit, eng) for e, total, fit, eng in scored}
+    assert len(by_email) == 2 * len(rows)
+    for first, *_ in rows:
+        api_score = by_email[f"{first.lower()}@api.example"]
+        cli_score = by_email[f"{first.lower()}@cli.example"]
+        assert api_score[0] is not None, first
+        assert cli_score == api_score, (first, cli_score, api_score)
+    assert len({v[0] for v in by_email.values()}) > 1  # the rows score differently: a real check
