@@ -182,24 +182,24 @@ def test_import_qualify_convert_and_drag_across_the_kanban(page: Page, live: Liv
     expect(page.locator("h1 .stage")).to_have_text("mql")
     page.get_by_text("Needs assessment", exact=True).click()
     form = page.locator("#needs-assessment")
-    form.get_by_label("How did they find us?").fill("webinar")
-    form.get_by_label("What need or problem?").fill("pipeline visibility")
-    form.get_by_label("Which product interests them?").fill("Leadflow Pro")
-    form.get_by_label("Which solution do we propose?").fill("Pro plan, 20 seats")
-    form.get_by_label("Timeline").fill("next quarter")
+    form.get_by_label("Where did you hear about us?").select_option("event")
+    form.get_by_label("What are your current goals or priorities?").fill("pipeline visibility")
+    form.get_by_label("Which of our products interest you?").fill("Leadflow Pro")
+    form.get_by_label("How do you see our product helping you?").fill("Pro plan, 20 seats")
+    form.get_by_label("When are you planning to purchase?").select_option("next_quarter")
     form.get_by_role("button", name="Save assessment").click()
     expect(page.locator("h1 .stage")).to_have_text("sal")
 
     call = page.locator("#discovery-call")
     for criterion in ("Budget", "Authority", "Need", "Timeline"):
-        call.get_by_role("group", name=criterion).get_by_label("met").check()
-    call.get_by_role("group", name="Budget").get_by_label("Note").fill("40k approved")
+        call.get_by_role("group", name=criterion).get_by_label("met", exact=True).check()
+    call.get_by_role("group", name="Budget").get_by_label("Answer").fill("40k approved")
     call.get_by_role("button", name="Complete discovery call").click()
     expect(page.locator("h1 .stage")).to_have_text("sql")
     timeline = page.locator(".timeline")
     expect(timeline).to_contain_text("Evidence: discovery call")
     expect(timeline).to_contain_text("40k approved")
-    assert page.url == lead_url
+    assert page.url.split("?")[0] == lead_url
 
     # Convert to an opportunity, then drag it across the kanban
     convert = page.locator("#convert")
@@ -232,6 +232,57 @@ def test_import_qualify_convert_and_drag_across_the_kanban(page: Page, live: Liv
     with live.db.transaction() as s:
         opp = s.get(Opportunity, opp_id)
         assert opp is not None and opp.status == "lost" and opp.close_note == "went with a spreadsheet"
+
+
+def test_qualification_forms_follow_the_questionnaire_and_framework(page: Page, live: Live) -> None:
+    with live.db.transaction() as s:
+        lead_id = leads.create_lead(
+            s,
+            SYSTEM,
+            {
+                "email": "ruth@example.org",
+                "first_name": "Ruth",
+                "last_name": "Teitelbaum",
+                "owner_id": live.users["rep"],
+                "origin": "sales",
+                "company": "Eniac Ltd",
+            },
+        ).lead.id
+    sign_in(page, live, "rep")
+    page.goto(f"{live.url}/app/leads/{lead_id}")
+    page.get_by_text("Needs assessment", exact=True).click()
+    form = page.locator("#needs-assessment")
+    form.get_by_label("Which of our products interest you?").fill("Leadflow Pro")
+    form.get_by_role("button", name="Save assessment").click()
+    # The refused answers come back next to their fields, what was typed is kept.
+    expect(page.locator("#na-need-err")).to_have_text("is required")
+    expect(page.locator("#na-timeline-err")).to_have_text("is required")
+    expect(form.get_by_label("Which of our products interest you?")).to_have_value("Leadflow Pro")
+    expect(page.locator("h1 .stage")).to_have_text("new")
+    form.get_by_label("What are your current goals or priorities?").fill("forecasting")
+    form.get_by_label("How do you see our product helping you?").fill("one pipeline view")
+    form.get_by_label("When are you planning to purchase?").select_option("this_quarter")
+    form.get_by_role("button", name="Save assessment").click()
+    expect(page.locator("h1 .stage")).to_have_text("sal")
+
+    # The call form and its script follow the chosen framework.
+    discovery = page.locator("#discovery")
+    discovery.get_by_label("Framework").select_option("meddic")
+    expect(discovery.get_by_role("group", name="Economic buyer")).to_be_visible()
+    discovery.get_by_text("Call script (MEDDIC)").click()
+    expect(discovery.locator("#call-script")).to_contain_text("Hi Ruth")
+    call = page.locator("#discovery-call")
+    call.get_by_role("group", name="Metrics").get_by_label("met", exact=True).check()
+    call.get_by_label("SQL: qualified prospect").check()
+    call.get_by_role("button", name="Complete discovery call").click()
+    expect(page.locator("#call-override_reason-err")).to_contain_text(
+        "the MEDDIC ratings recommend unqualified"
+    )
+    call = page.locator("#discovery-call")
+    call.get_by_label("Why the outcome differs from the recommendation").fill("CFO confirmed budget by email")
+    call.get_by_role("button", name="Complete discovery call").click()
+    expect(page.locator("h1 .stage")).to_have_text("sql")
+    expect(page.locator(".timeline")).to_contain_text(re.compile("framework: meddic", re.I))
 
 
 def test_dashboard_draws_its_charts(page: Page, live: Live) -> None:

@@ -245,12 +245,11 @@ def test_lead_page_qualifies_through_sal_and_sql_with_evidence(client: TestClien
     assert page.status_code == 200
     assert "Score" in page.text and "Lifecycle timeline" in page.text and "Buying committee" in page.text
     answers = {
-        "source": "webinar",
-        "need": "faster close",
-        "product_interest": "pro",
-        "solution": "pro plan",
-        "timeline": "Q3",
-        "qualified": "yes",
+        "answers.source": "event",
+        "answers.need": "faster close",
+        "answers.product_interest": "pro",
+        "answers.solution": "pro plan",
+        "answers.timeline": "this_quarter",
         "csrf_token": csrf,
     }
     assert (
@@ -259,8 +258,8 @@ def test_lead_page_qualifies_through_sal_and_sql_with_evidence(client: TestClien
         ).status_code
         == 303
     )
-    partial = {"budget_met": "yes", "authority_met": "yes", "need_met": "yes", "csrf_token": csrf}
-    bant = {**partial, "timeline_met": "yes", "budget_note": "50k approved"}
+    bant = {f"criteria.{k}.rating": "2" for k in ("budget", "authority", "need", "timeline")}
+    bant |= {"criteria.budget.answer": "50k approved", "csrf_token": csrf}
     assert (
         client.post(f"/app/leads/{lead_id}/discovery-call", data=bant, follow_redirects=False).status_code
         == 303
@@ -272,7 +271,7 @@ def test_lead_page_qualifies_through_sal_and_sql_with_evidence(client: TestClien
         ).all()
     assert lead.stage == "sql"
     assert moves[-1].evidence is not None and moves[-1].evidence["kind"] == "discovery_call"
-    assert moves[-1].evidence["criteria"]["budget"] == {"met": True, "note": "50k approved"}
+    assert moves[-1].evidence["criteria"]["budget"] == {"answer": "50k approved", "rating": 2}
     assert "50k approved" in client.get(f"/app/leads/{lead_id}").text
 
 

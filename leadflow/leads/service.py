@@ -667,6 +667,9 @@ class LeadFilter:
     # Current score (lead_scores.total) range, inclusive; a lead never scored matches neither.
     score_min: float | None = None
     score_max: float | None = None
+    # Further conditions on Lead composed by another feature (e.g. the web inbox's handoff SLA
+    # state), so it filters, paginates and counts with the same query.
+    where: tuple[ColumnElement[bool], ...] = ()
 
 
 def country_filter(value: str) -> str:
@@ -727,6 +730,8 @@ def _apply_filter(stmt: Select[Any], f: LeadFilter) -> Select[Any]:
         if f.score_max is not None:
             scored = scored.where(LeadScore.total <= f.score_max)
         stmt = stmt.where(Lead.id.in_(scored))
+    for extra in f.where:
+        stmt = stmt.where(extra)
     return stmt
 
 

@@ -61,11 +61,11 @@ Handler = Callable[[Request, Any], Awaitable[Response]]
 def install(app: FastAPI) -> None:
     """Mount the web UI on ``app`` (called by the composition root, leadflow/api.py)."""
 
-    from leadflow.web import dashboards, imports, pipeline, routes, settings, tasks
+    from leadflow.web import dashboards, imports, pipeline, qualification, routes, settings, tasks
 
     app.state.web_sessions = Sessions(load_secret())
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (routes, imports, tasks, pipeline, dashboards, settings):
+    for module in (routes, qualification, imports, tasks, pipeline, dashboards, settings):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -16,9 +16,7 @@ from leadflow.core import lifecycle
 from leadflow.core.engagement import ActivityType
 from leadflow.core.lifecycle import (
     BadReason,
-    DiscoveryCall,
     MarketingReview,
-    NeedsAssessment,
     Origin,
     Stage,
 )
@@ -30,8 +28,12 @@ from leadflow.leads.activities import ActivityFilter, list_activities, log_activ
 from leadflow.leads.service import LeadFilter
 from leadflow.scoring import service as scoring
 from leadflow.web import service as web
-from leadflow.web.core import PREFIX, CtxDep, redirect, render, sessions, web_session
+from leadflow.web.core import PREFIX, Ctx, CtxDep, redirect, render, sessions, web_session
 from leadflow.web.pipeline import lead_opportunities
+from leadflow.web.qualification import lead_qualification
+from leadflow.web.sla import STATES as SLA_STATES
+from leadflow.web.sla import badges as sla_badges
+from leadflow.web.sla import sla_condition
 from leadflow.web.tasks import lead_tasks
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
@@ -132,6 +134,9 @@ def _inbox_filter(ctx: CtxDep, params: Any) -> LeadFilter:
         score_min=_float("score_min", params.get("score_min")),
         score_max=_float("score_max", params.get("score_max")),
     )
+    sla = params.get("sla") or ""
+    if sla:
+        f.where = (sla_condition(sla, utcnow()),)
     if owner == "me":
         f.owner_id = ctx.user.id
     elif owner == "none":
@@ -161,6 +166,7 @@ def inbox(ctx: CtxDep) -> Response:
             s, ctx.principal, f, sort=sort, descending=descending, cursor=cursor, limit=PAGE_SIZE
         )
         scores = web.scores_for(s, [lead.id for lead in page.items])
+        badges = sla_badges(s, [lead.id for lead in page.items], utcnow())
         users = _users(s)
         segments = web.list_segments(s, ctx.principal)
     owners = {u.id: u for u in users}
@@ -168,6 +174,7 @@ def inbox(ctx: CtxDep) -> Response:
     values: dict[str, Any] = {
         "page": page,
         "scores": scores,
+        "sla_badges": badges,
         "owners": owners,
         "query": query,
         "more_url": f"{PREFIX}/leads?{query}&cursor={page.next_cursor}" if page.next_cursor else None,
@@ -187,6 +194,7 @@ def inbox(ctx: CtxDep) -> Response:
         descending=descending,
         users=users,
         segments=segments,
+        sla_states=SLA_STATES,
         bad_reasons=list(BadReason),
         msg=params.get("msg"),
     )
@@ -288,6 +296,20 @@ def _lead_url(lead_id: int) -> str:
 
 @router.get("/leads/{lead_id}", response_class=HTMLResponse)
 def lead_page(ctx: CtxDep, lead_id: int) -> Response:
+    params = ctx.request.query_params
+    return render_lead_page(
+        ctx,
+        lead_id,
+        msg=params.get("msg"),
+        na_questionnaire=params.get("questionnaire") or None,
+        call_framework=params.get("framework") or None,
+    )
+
+
+def render_lead_page(ctx: Ctx, lead_id: int, status_code: int = 200, **extra: Any) -> Response:
+    """The lead page; ``extra`` carries a form's values and field errors when it is shown
+    again after a refused submission."""
+
     with ctx.db.transaction() as s:
         lead = leads.get_lead(s, ctx.principal, lead_id)
         if lead.merged_into_id is not None:
@@ -305,6 +327,13 @@ def lead_page(ctx: CtxDep, lead_id: int) -> Response:
         users = _users(s)
         pipeline_part = lead_opportunities(s, ctx, lead)
         tasks_part = lead_tasks(s, ctx, lead)
+        qual_part = lead_qualification(
+            s,
+            ctx,
+            lead,
+            questionnaire_key=extra.get("na_questionnaire"),
+            framework_key=extra.get("call_framework"),
+        )
         legal = [
             t
             for t in lifecycle.legal_targets(Stage(lead.stage), Origin(lead.origin))
@@ -325,6 +354,7 @@ def lead_page(ctx: CtxDep, lead_id: int) -> Response:
         ctx,
         ctx.request,
         "lead.html",
+        status_code,
         lead=lead,
         account=account,
         committee=committee or [],
@@ -341,6 +371,8 @@ def lead_page(ctx: CtxDep, lead_id: int) -> Response:
         moves=[t for t in legal if t not in EVIDENCE_FORMS],
         **pipeline_part,
         **tasks_part,
+        **qual_part,
+        **extra,
     )
 
 
@@ -423,67 +455,4 @@ def transition(
             bad_reason=bad,
             expected_version=version,
         )
-    return redirect(ctx, _lead_url(lead_id))
-
-
-NEEDS_FIELDS = ("source", "need", "product_interest", "solution", "timeline")
-
-
-@router.post("/leads/{lead_id}/needs-assessment")
-async def needs_assessment(ctx: CtxDep, lead_id: int) -> Response:
-    form = await ctx.request.form()
-    answers = {k: str(form.get(k) or "").strip() for k in NEEDS_FIELDS}
-    missing = [k for k, v in answers.items() if not v]
-    if missing:
-        raise InvalidInput(missing[0], "answer every question of the needs assessment")
-    qualified = form.get("qualified") == "yes"
-    with ctx.db.transaction() as s:
-        if qualified:
-            leads.transition_lead(
-                s,
-                ctx.principal,
-                lead_id,
-                Stage.SAL,
-                evidence=NeedsAssessment(answers=answers, qualified=True),
-            )
-        else:
-            leads.transition_lead(
-                s,
-                ctx.principal,
-                lead_id,
-                Stage.NURTURE,
-                reason="needs assessment: no need the product meets now",
-            )
-    return redirect(ctx, _lead_url(lead_id))
-
-
-BANT = ("budget", "authority", "need", "timeline")
-
-
-@router.post("/leads/{lead_id}/discovery-call")
-async def discovery_call(ctx: CtxDep, lead_id: int) -> Response:
-    form = await ctx.request.form()
-    criteria: dict[str, Any] = {}
-    for key in BANT:
-        met = form.get(f"{key}_met") == "yes"
-        criteria[key] = {"met": met, "note": str(form.get(f"{key}_note") or "").strip()}
-    qualified = all(c["met"] for c in criteria.values())
-    with ctx.db.transaction() as s:
-        ev = DiscoveryCall(
-            framework="BANT",
-            criteria=criteria,
-            outcome="qualified" if qualified else "unqualified",
-            held_at=utcnow(),
-        )
-        if qualified:
-            leads.transition_lead(s, ctx.principal, lead_id, Stage.SQL, evidence=ev)
-        else:
-            unmet = ", ".join(k for k, c in criteria.items() if not c["met"])
-            leads.transition_lead(
-                s,
-                ctx.principal,
-                lead_id,
-                Stage.UNQUALIFIED,
-                reason=f"discovery call (BANT): not met: {unmet}",
-            )
     return redirect(ctx, _lead_url(lead_id))
