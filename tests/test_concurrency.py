@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import Actor, make_user
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -106,11 +105,6 @@ MODEL = {
 }
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue: leads imported by concurrent writers can be left unscored until the next "
-    "rescore (seen once on SQLite after the feature merges; under investigation, issue 7)",
-)
 def test_eight_writers_import_ingest_and_rescore_with_consistent_totals(db: Database, tmp_path: Path) -> None:
     with db.transaction() as s:
         scoring.save_model(s, SYSTEM, MODEL, activate=True)

@@ -9,6 +9,7 @@ engagement event) and fits scikit-learn estimators.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -355,11 +356,24 @@ def dumps(est: Any) -> bytes:
     return buf.getvalue()
 
 
-_loaded: dict[int, Fitted] = {}
+# Keyed by the estimator's own bytes, not the row id alone: ids come back after a restore or a
+# truncation, and a stale estimator would answer for a different model.
+_loaded: dict[tuple[int, bytes], Fitted] = {}
+_LOADED_MAX = 8
+
+
+def _loaded_key(row: PredictiveModel) -> tuple[int, bytes]:
+    return (row.id, hashlib.blake2b(row.estimator, digest_size=16).digest())
+
+
+def _remember(row: PredictiveModel, fitted: Fitted) -> None:
+    if len(_loaded) >= _LOADED_MAX:
+        _loaded.clear()
+    _loaded[_loaded_key(row)] = fitted
 
 
 def fitted_of(row: PredictiveModel) -> Fitted:
-    cached = _loaded.get(row.id)
+    cached = _loaded.get(_loaded_key(row))
     if cached is not None:
         return cached
     if row.library_version.split(".")[:2] != sklearn.__version__.split(".")[:2]:
@@ -368,7 +382,7 @@ def fitted_of(row: PredictiveModel) -> Fitted:
             f"this installation has {sklearn.__version__}: train again"
         )
     fitted = Fitted(core.FeatureSpec.from_dict(row.features), joblib.load(io.BytesIO(row.estimator)))
-    _loaded[row.id] = fitted
+    _remember(row, fitted)
     return fitted
 
 
@@ -404,7 +418,7 @@ def train(session: Session, actor: Principal, params: Params, *, activate: bool 
     )
     session.add(row)
     session.flush()
-    _loaded[row.id] = fitted
+    _remember(row, fitted)
     m = report["models"]["trained_model"]
     record(
         session,

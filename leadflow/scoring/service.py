@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, event, func, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from leadflow.audit.service import record
@@ -71,6 +71,7 @@ HISTORY_EPSILON = 0.005  # a score point is written to the history when a score 
 CHUNK = 50_000
 ALL_EVENTS = "1 = 1"  # the full rescore's filter on activities: every event, in storage order
 INCREMENTAL_BATCH = 10_000
+RESCORE_ATTEMPTS = 3  # incremental rescoring after a commit, on lock timeouts and deadlocks
 
 ProgressFn = Callable[[int, int], None]
 
@@ -820,6 +821,13 @@ class _Build:
     s_last: np.ndarray[Any, np.dtype[np.int64]]
     s_max_at: np.ndarray[Any, np.dtype[np.float64]]
 
+    def counts_for(
+        self, ids: Sequence[int]
+    ) -> tuple[np.ndarray[Any, np.dtype[np.int64]], np.ndarray[Any, np.dtype[np.int64]]]:
+        """Per lead of ``ids``: how many events the pass saw, and the highest id (0 and 0: none)."""
+
+        return _aligned(ids, self.s_lead, self.s_events, self.s_last)
+
     def states_for(self, model: core.ScoringModel, key: str, ids: Sequence[int]) -> dict[int, _LeadState]:
         if not len(ids):
             return {}
@@ -853,6 +861,46 @@ class _Build:
         ):
             out[lid] = _LeadState(key, self.ref, n, last, max_at, state[i])
         return out
+
+
+def _aligned(
+    ids: Sequence[int],
+    leads: np.ndarray[Any, np.dtype[np.int64]],
+    events: np.ndarray[Any, np.dtype[np.int64]],
+    last: np.ndarray[Any, np.dtype[np.int64]],
+) -> tuple[np.ndarray[Any, np.dtype[np.int64]], np.ndarray[Any, np.dtype[np.int64]]]:
+    """``events`` and ``last`` (given per lead of the sorted ``leads``) aligned with ``ids``."""
+
+    want = np.asarray(ids, dtype=np.int64)
+    n_out = np.zeros(len(want), dtype=np.int64)
+    last_out = np.zeros(len(want), dtype=np.int64)
+    if len(leads) and len(want):
+        pos = np.minimum(np.searchsorted(leads, want), len(leads) - 1)
+        hit = leads[pos] == want
+        n_out[hit] = events[pos[hit]]
+        last_out[hit] = last[pos[hit]]
+    return n_out, last_out
+
+
+def _event_counts(
+    session: Session, where: str, params: Mapping[str, Any]
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.int64]],
+]:
+    """Per lead with events in ``where`` (on ``lead_id``), sorted by lead: the number of its
+    events and the highest id, now (an index-only scan of (lead_id, occurred_at, id))."""
+
+    rows = _raw_rows(
+        session, f"SELECT lead_id, count(*), max(id) FROM activities WHERE {where} GROUP BY lead_id", params
+    )
+    if not rows:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty.copy(), empty.copy()
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    arr = arr[np.argsort(arr[:, 0], kind="stable")]
+    return arr[:, 0], arr[:, 1], arr[:, 2]
 
 
 def _build_states(session: Session, model: core.ScoringModel, as_of: datetime) -> _Build:
@@ -951,15 +999,44 @@ def _states_consistent(session: Session, key: str) -> bool:
     or of another ruleset (events stored while incremental scoring was not running, a merge, a
     model change without a rescore would show here)."""
 
-    n_events, last = session.execute(text("SELECT count(*), max(id) FROM activities")).one()
-    folded, folded_last, other = session.execute(
+    # One statement: one snapshot of both tables (SQLite reads outside a write transaction see
+    # the newest data statement by statement).
+    n_events, last, folded, folded_last, other = session.execute(
         text(
-            "SELECT sum(le.events), max(le.last_event_id), sum(CASE WHEN le.ruleset = :k THEN 0 ELSE 1 END) "
-            "FROM lead_engagement le"
+            "SELECT a.n, a.last, le.n, le.last, le.other FROM "
+            "(SELECT count(*) AS n, max(id) AS last FROM activities) a, "
+            "(SELECT sum(events) AS n, max(last_event_id) AS last, "
+            "sum(CASE WHEN ruleset = :k THEN 0 ELSE 1 END) AS other FROM lead_engagement) le"
         ),
         {"k": key},
     ).one()
     return int(n_events or 0) == int(folded or 0) and int(last or 0) == int(folded_last or 0) and not other
+
+
+def _states_from_build(
+    session: Session,
+    model: core.ScoringModel,
+    key: str,
+    build: _Build,
+    ids: Sequence[int],
+    where: str,
+    params: Mapping[str, Any],
+) -> dict[int, _LeadState]:
+    """The engagement states of ``ids`` (under the leads' lock), stored: the pass over the events
+    gives them, except for leads whose events changed since the pass (events committed after it,
+    by ingest or by a merge): those are brought up to date from their stored state and events as
+    the incremental path does. So a rebuild never writes a state that misses an event, whatever
+    incremental update committed in between."""
+
+    built_n, built_last = build.counts_for(ids)
+    now_n, now_last = _aligned(ids, *_event_counts(session, where.format(col="lead_id"), params))
+    moved = (built_n != now_n) | (built_last != now_last)
+    states = build.states_for(model, key, [lid for lid, m in zip(ids, moved.tolist(), strict=True) if not m])
+    _upsert_states(session, [st.row(lid) for lid, st in states.items()])
+    if moved.any():
+        stale = np.asarray(ids, dtype=np.int64)[moved].tolist()
+        states.update(refresh_states(session, model, stale))
+    return states
 
 
 @dataclass
@@ -1069,19 +1146,27 @@ def _insert_history(session: Session, rows: list[tuple[Any, ...]]) -> None:
         )
 
 
-def _lock_scores(session: Session, where: str, params: Mapping[str, Any]) -> None:
-    """Serialize writers of the same leads' scores: on PostgreSQL this locks the existing score
-    rows; on SQLite any write takes the database write lock, so reads that follow are current."""
+# PostgreSQL: writers of scores and engagement states lock the leads they write by id block
+# (transaction-scoped advisory locks, taken in ascending order, so two writers never deadlock on
+# them): an incremental update and a full rescore's chunk never interleave for one lead, also for
+# leads that have no score or state row yet (a row lock cannot cover a row that does not exist).
+# SQLite: any write takes the database write lock.
+LOCK_NAMESPACE = 0x5C0E
+LOCK_BLOCK_BITS = 14  # 16,384 lead ids per lock: a 1M-lead database has 62 of them
+
+
+def _lock_leads(session: Session, ids: Sequence[int] = (), span: tuple[int, int] | None = None) -> None:
+    """Serialize writers of these leads' scores and engagement states (``ids``, or the id range
+    ``span`` = [lo, hi)); reads after this see what the previous writer committed."""
 
     if session.get_bind().dialect.name == "postgresql":
-        sql = f"SELECT count(*) FROM (SELECT 1 FROM lead_scores WHERE {where} FOR UPDATE) locked"
-        session.execute(
-            text(f"SELECT count(*) FROM (SELECT 1 FROM lead_engagement WHERE {where} FOR UPDATE) locked"),
-            params,
-        )
+        blocks = {int(i) >> LOCK_BLOCK_BITS for i in ids}
+        if span is not None and span[1] > span[0]:
+            blocks.update(range(span[0] >> LOCK_BLOCK_BITS, ((span[1] - 1) >> LOCK_BLOCK_BITS) + 1))
+        for block in sorted(blocks):
+            session.execute(text("SELECT pg_advisory_xact_lock(:ns, :b)"), {"ns": LOCK_NAMESPACE, "b": block})
     else:  # a write statement takes the lock even when it changes no row
-        sql = "UPDATE lead_scores SET model_version = model_version WHERE 0"
-    session.execute(text(sql), params)
+        session.execute(text("UPDATE lead_scores SET model_version = model_version WHERE 0"))
 
 
 @dataclass
@@ -1349,9 +1434,8 @@ def rescore_leads(
     result = RescoreResult(active.version)
     if not ids:
         return result
-    now = as_of or utcnow()
     for start in range(0, len(ids), INCREMENTAL_BATCH):
-        _rescore_some(session, active, ids[start : start + INCREMENTAL_BATCH], now, result, fire)
+        _rescore_some(session, active, ids[start : start + INCREMENTAL_BATCH], as_of, result, fire)
     return result
 
 
@@ -1359,7 +1443,7 @@ def _rescore_some(
     session: Session,
     active: ActiveModel,
     ids: Sequence[int],
-    now: datetime,
+    as_of: datetime | None,
     result: RescoreResult,
     fire: bool,
 ) -> None:
@@ -1367,7 +1451,10 @@ def _rescore_some(
     :func:`score_one` and the explanation compute the same scores in Python)."""
 
     id_list = _id_list(ids)
-    _lock_scores(session, f"lead_id IN ({id_list})", {})
+    _lock_leads(session, ids)
+    # The time is taken once the lock is held: of two writers of a lead, the later one also
+    # computes for the later time (a full rescore keeps the scores computed after its start).
+    now = as_of or utcnow()
     scored, cols = _attribute_columns(session, active.model, f"l.id IN ({id_list})", {})
     gone = sorted(set(ids) - set(scored))  # merged away (their events moved to the winner)
     if gone:
@@ -1410,7 +1497,12 @@ def _on_event(ev: DomainEvent) -> None:
 @event.listens_for(Session, "after_commit")
 def _rescore_touched(session: Session) -> None:
     """Runs after leadflow.events dispatched the commit's events (listeners run in the order they
-    were registered, and leadflow.events registered first)."""
+    were registered, and leadflow.events registered first).
+
+    The pending leads come only from committed transactions (events are dispatched after the
+    commit), so nothing but this function empties the set: a transaction that rolls back on this
+    thread meanwhile (another subscriber of the same commit failing in its own transaction) must
+    not throw away the leads waiting here (it did, and left them with stale scores)."""
 
     if session.in_nested_transaction():
         # A savepoint was released (SQLAlchemy fires after_commit for those too, and
@@ -1423,17 +1515,20 @@ def _rescore_touched(session: Session) -> None:
     db = _databases.get(id(session.get_bind()))
     if db is None:  # scoring is not registered for this database
         return
-    try:
-        with db.transaction() as s:
-            rescore_leads(s, ids)
-    except Exception:  # the change that touched the leads is committed; never undo it
-        log.exception("incremental rescoring of %d leads failed", len(ids))
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_touched(session: Session) -> None:
-    if not session.in_nested_transaction():
-        _touched.leads = set()
+    for attempt in range(1, RESCORE_ATTEMPTS + 1):
+        try:
+            with db.transaction() as s:
+                rescore_leads(s, ids)
+            return
+        except DBAPIError as exc:  # a lock timeout or a deadlock with another writer: again
+            if attempt == RESCORE_ATTEMPTS:
+                log.exception("incremental rescoring of %d leads failed", len(ids))
+            else:
+                log.warning("incremental rescoring of %d leads failed (%s); retrying", len(ids), exc)
+        except Exception:  # the change that touched the leads is committed; never undo it
+            # The next full rescore repairs them: their states do not add up with the events.
+            log.exception("incremental rescoring of %d leads failed", len(ids))
+            return
 
 
 def register(db: Database) -> None:
@@ -1515,7 +1610,7 @@ def rescore_all(
         params = {"lo": start, "hi": end}
         with db.transaction() as session:
             t = time.perf_counter()
-            _lock_scores(session, where.format(col="lead_id"), params)
+            _lock_leads(session, span=(start, end))
             # A lead rescored incrementally since the snapshot has a newer score: leave it. (Scores
             # carry the time they were computed for: a rescore as of a later time is not "newer".)
             newer = (
@@ -1541,8 +1636,7 @@ def rescore_all(
                 fit = core.fit_points_matrix(active.model, cols, len(ids))
                 t = result.timed("fit rules", t)
                 if build is not None:
-                    states = build.states_for(active.model, key, ids)
-                    _upsert_states(session, [st.row(lid) for lid, st in states.items()])
+                    states = _states_from_build(session, active.model, key, build, ids, where, params)
                     eng = _engagement_from_states(session, active.model, ids, states, now)
                 else:
                     arrs = _state_arrays(session, active.model, key, ids, where.format(col="lead_id"), params)
@@ -1558,7 +1652,11 @@ def rescore_all(
         start = end
     if build is not None:
         with db.transaction() as session:
-            # States of other rulesets and of merged-away leads are out of step: drop them.
+            # States of other rulesets and of merged-away leads are out of step: drop them (under
+            # the leads' locks, so that no incremental update of the same rows interleaves).
+            bounds = session.execute(text("SELECT min(lead_id), max(lead_id) FROM lead_engagement")).one()
+            if bounds[0] is not None:
+                _lock_leads(session, span=(int(bounds[0]), int(bounds[1]) + 1))
             session.execute(text("DELETE FROM lead_engagement WHERE ruleset <> :k"), {"k": key})
             session.execute(
                 text(
@@ -1566,8 +1664,15 @@ def rescore_all(
                     "(SELECT id FROM leads WHERE merged_into_id IS NOT NULL)"
                 )
             )
-            session.execute(delete(EngagementBuild))
-            session.add(EngagementBuild(ruleset=key, built_at=utcnow()))
+            # Two full rescores may finish at once: an upsert, not a delete and an insert.
+            session.execute(delete(EngagementBuild).where(EngagementBuild.ruleset != key))
+            session.execute(
+                text(
+                    "INSERT INTO engagement_builds (ruleset, built_at) VALUES (:k, :at) "
+                    "ON CONFLICT (ruleset) DO UPDATE SET built_at = excluded.built_at"
+                ),
+                {"k": key, "at": _stamp(session.get_bind().dialect.name, utcnow())},
+            )
     result.seconds = time.perf_counter() - started
     with db.transaction() as session:
         record(
