@@ -1,6 +1,6 @@
 """What the UI needs beyond the feature services: saved segments, and the read-only aggregates
-of the dashboards. Every lead query goes through ``leads.service.visibility_clause``, so a
-chart shows the same leads the inbox would."""
+of the dashboards. Every lead aggregate applies the leads' visibility rule
+(``auth.ownership.owner_visibility``), so a chart shows the same leads the inbox would."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadflow.audit.service import record
+from leadflow.auth.ownership import owner_visibility
 from leadflow.auth.principal import Perm, Principal
 from leadflow.core import lifecycle
 from leadflow.errors import Conflict, InvalidInput, NotFound
-from leadflow.leads.models import Lead, StageChange
-from leadflow.leads.service import visibility_clause
+from leadflow.reports.facts import refresh as refresh_facts
+from leadflow.reports.models import FunnelCount, LeadFunnelFact
 from leadflow.scoring.models import LeadScore
 from leadflow.web.models import SavedSegment
 
@@ -89,72 +90,68 @@ class Overview:
     conversions: list[tuple[str, str, float | None]]
 
 
-def _visible(session: Session, actor: Principal, stmt: Any) -> Any:
-    vis = visibility_clause(session, actor)
-    return stmt if vis is None else stmt.where(vis)
+# Funnel steps in the order of the facts' ``reached`` (0 = a lead, ..., 5 = won: a customer).
+_STEPS = ("lead", "mql", "sal", "sql", "opportunity", "customer")
+_BUCKETS = (("0-19", 0, 20), ("20-39", 20, 40), ("40-59", 40, 60), ("60-79", 60, 80), ("80-100", 80, None))
 
 
 def overview(session: Session, actor: Principal) -> Overview:
-    """Stage counts (funnel), lead sources and score distribution of the leads ``actor`` sees."""
+    """Stage counts (funnel), lead sources, score distribution and step conversions of the leads
+    ``actor`` sees.
+
+    Read from the reports feature's funnel facts (one narrow row per live lead, kept in step
+    incrementally: ``reports.facts.refresh``) and its summary counts, never by scanning ``leads``
+    and ``stage_changes``: at a million leads those scans took 33 s. Everyone-sees-everything
+    reads the summaries (a few thousand rows); a scoped view reads the facts through indexes on
+    (stage, owner) and (owner, ..., source, reached). The facts' owner is the lead's owner, so the
+    visibility rule is the leads' (``auth.ownership.owner_visibility``) applied to it."""
 
     actor.require(Perm.LEADS_READ)
-    live = Lead.merged_into_id.is_(None)
-    rows = session.execute(
-        _visible(session, actor, select(Lead.stage, func.count()).where(live).group_by(Lead.stage))
-    ).all()
+    refresh_facts(session)
+    F = LeadFunnelFact
+    vis = owner_visibility(actor, F.owner_id)
+
+    def scoped(stmt: Any) -> Any:
+        return stmt if vis is None else stmt.where(vis)
+
+    rows = session.execute(scoped(select(F.stage, func.count()).group_by(F.stage))).all()
     by_stage = {str(s): int(n) for s, n in rows}
     order = [s.value for s in lifecycle.FUNNEL] + sorted(s.value for s in lifecycle.SIDE_STATES)
     stages = [(s, by_stage.get(s, 0)) for s in order]
     total = sum(by_stage.values())
 
-    src = func.coalesce(Lead.source, "(none)")
-    rows = session.execute(
-        _visible(session, actor, select(src, func.count()).where(live).group_by(src))
-        .order_by(func.count().desc())
-        .limit(12)
-    ).all()
-    sources = [(str(s), int(n)) for s, n in rows]
+    if vis is None:
+        src_rows = session.execute(
+            select(FunnelCount.source, func.sum(FunnelCount.n)).group_by(FunnelCount.source)
+        ).all()
+        reached_rows = session.execute(
+            select(FunnelCount.reached, func.sum(FunnelCount.n)).group_by(FunnelCount.reached)
+        ).all()
+    else:
+        src_rows = session.execute(scoped(select(F.source, func.count()).group_by(F.source))).all()
+        reached_rows = session.execute(scoped(select(F.reached, func.count()).group_by(F.reached))).all()
+    counted: dict[str, int] = {}
+    for s, n in src_rows:
+        key = str(s) if s else "(none)"
+        counted[key] = counted.get(key, 0) + int(n or 0)
+    sources = sorted(counted.items(), key=lambda x: (-x[1], x[0]))[:12]
 
-    bucket = case(
-        (LeadScore.total < 20, "0-19"),
-        (LeadScore.total < 40, "20-39"),
-        (LeadScore.total < 60, "40-59"),
-        (LeadScore.total < 80, "60-79"),
-        else_="80-100",
-    )
-    rows = session.execute(
-        _visible(
-            session,
-            actor,
-            select(bucket, func.count())
-            .join(Lead, Lead.id == LeadScore.lead_id)
-            .where(live)
-            .group_by(bucket),
-        )
-    ).all()
-    got = {str(b): int(n) for b, n in rows}
-    buckets = [(b, got.get(b, 0)) for b in ("0-19", "20-39", "40-59", "60-79", "80-100")]
+    # Score buckets: range counts on the lead_scores.total index (no scan of leads for admins).
+    buckets = []
+    for label, lo, hi in _BUCKETS:
+        cond = LeadScore.total >= lo if hi is None else and_(LeadScore.total >= lo, LeadScore.total < hi)
+        stmt = select(func.count()).select_from(LeadScore).where(cond)
+        if vis is not None:
+            stmt = stmt.where(LeadScore.lead_id.in_(scoped(select(F.lead_id))))
+        buckets.append((label, int(session.scalar(stmt) or 0)))
 
-    # Conversion between funnel steps: of the leads that ever entered a stage (stage history),
-    # the share that entered the next one.
-    funnel = [s.value for s in lifecycle.FUNNEL]
-    rows = session.execute(
-        _visible(
-            session,
-            actor,
-            select(StageChange.to_stage, func.count(func.distinct(StageChange.lead_id)))
-            .join(Lead, Lead.id == StageChange.lead_id)
-            .where(live, StageChange.to_stage.in_(funnel))
-            .group_by(StageChange.to_stage),
-        )
-    ).all()
-    entered = {str(s): int(n) for s, n in rows}
-    # A lead past a stage reached it even when it skipped it (sales-sourced leads skip MQL).
-    reached = [
-        max(entered.get(x, 0), sum(by_stage.get(y, 0) for y in funnel[i:])) for i, x in enumerate(funnel)
-    ]
+    # Conversion between funnel steps: of the leads that reached a step, the share that reached
+    # the next one (``reached`` is the furthest step: a sales-sourced lead that skipped MQL and is
+    # SAL counts as having passed MQL).
+    at_level = {int(r): int(n or 0) for r, n in reached_rows}
+    reached = [sum(n for r, n in at_level.items() if r >= level) for level in range(len(_STEPS))]
     conversions = [
-        (funnel[i], funnel[i + 1], (reached[i + 1] / reached[i]) if reached[i] else None)
-        for i in range(len(funnel) - 1)
+        (_STEPS[i], _STEPS[i + 1], (reached[i + 1] / reached[i]) if reached[i] else None)
+        for i in range(len(_STEPS) - 1)
     ]
     return Overview(stages, sources, buckets, total, conversions)
