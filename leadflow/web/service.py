@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -103,7 +103,7 @@ def overview(session: Session, actor: Principal) -> Overview:
     incrementally: ``reports.facts.refresh``) and its summary counts, never by scanning ``leads``
     and ``stage_changes``: at a million leads those scans took 33 s. Everyone-sees-everything
     reads the summaries (a few thousand rows); a scoped view reads the facts through indexes on
-    (stage, owner) and (owner, ..., source, reached). The facts' owner is the lead's owner, so the
+    (owner, stage) and (owner, ..., source, reached). The facts' owner is the lead's owner, so the
     visibility rule is the leads' (``auth.ownership.owner_visibility``) applied to it."""
 
     actor.require(Perm.LEADS_READ)
@@ -136,14 +136,22 @@ def overview(session: Session, actor: Principal) -> Overview:
         counted[key] = counted.get(key, 0) + int(n or 0)
     sources = sorted(counted.items(), key=lambda x: (-x[1], x[0]))[:12]
 
-    # Score buckets: range counts on the lead_scores.total index (no scan of leads for admins).
-    buckets = []
-    for label, lo, hi in _BUCKETS:
-        cond = LeadScore.total >= lo if hi is None else and_(LeadScore.total >= lo, LeadScore.total < hi)
-        stmt = select(func.count()).select_from(LeadScore).where(cond)
-        if vis is not None:
-            stmt = stmt.where(LeadScore.lead_id.in_(scoped(select(F.lead_id))))
-        buckets.append((label, int(session.scalar(stmt) or 0)))
+    # Score buckets: for everyone-sees-everything, range counts on the lead_scores.total index
+    # (no scan of leads); scoped, one pass over the visible facts joined to their scores.
+    if vis is None:
+        got: dict[str, int] = {}
+        for label, lo, hi in _BUCKETS:
+            cond = LeadScore.total >= lo if hi is None else and_(LeadScore.total >= lo, LeadScore.total < hi)
+            got[label] = int(session.scalar(select(func.count()).select_from(LeadScore).where(cond)) or 0)
+    else:
+        bucket = case(
+            *((LeadScore.total < hi, label) for label, _lo, hi in _BUCKETS if hi is not None), else_="80-100"
+        )
+        rows = session.execute(
+            scoped(select(bucket, func.count()).join(F, F.lead_id == LeadScore.lead_id).group_by(bucket))
+        ).all()
+        got = {str(b): int(n) for b, n in rows}
+    buckets = [(label, got.get(label, 0)) for label, _lo, _hi in _BUCKETS]
 
     # Conversion between funnel steps: of the leads that reached a step, the share that reached
     # the next one (``reached`` is the furthest step: a sales-sourced lead that skipped MQL and is
