@@ -80,5 +80,5 @@ def test_the_web_indexes_exist_after_migration(db: Database) -> None:
     insp = inspect(db.engine)
     leads_ix = {i["name"]: i["column_names"] for i in insp.get_indexes("leads")}
     facts_ix = {i["name"]: i["column_names"] for i in insp.get_indexes("report_lead_funnel")}
-    assert leads_ix["ix_leads_source_created_id"] == ["source", "created_at", "id"]
-    assert facts_ix["ix_report_lead_funnel_owner_stage"] == ["owner_id", "stage"]
+    assert leads_ix["ix_leads_source_owner_created_id"] == ["source", "owner_id", "created_at", "id"]
+    assert facts_ix["ix_report_lead_funnel_owner_stage"] == ["owner_id", "stage", "source", "reached"]

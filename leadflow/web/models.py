@@ -28,8 +28,15 @@ class SavedSegment(Base):
 
 # Indexes the web UI's queries need on other features' tables (declared here, next to the
 # revision that creates them, 20261123_67af6943b103_web_indexes.py):
-# - the inbox filtered by source (alone, or with unassigned / an owner) and sorted by creation
-#   walks this index backwards instead of sorting every lead of the source (4.9 s at 1M);
-# - the dashboard's leads-by-stage counts read the funnel facts through (owner_id, stage) only.
-Index("ix_leads_source_created_id", Lead.source, Lead.created_at, Lead.id)
-Index("ix_report_lead_funnel_owner_stage", LeadFunnelFact.owner_id, LeadFunnelFact.stage)
+# - the inbox filtered by source and unassigned (or one owner), newest first, reads one page of
+#   this index instead of sorting every lead of the source (4.9 s at 1M);
+# - the dashboard's scoped lead charts (stage, source, funnel step) read the funnel facts of the
+#   visible owners through this one covering index, in one pass.
+Index("ix_leads_source_owner_created_id", Lead.source, Lead.owner_id, Lead.created_at, Lead.id)
+Index(
+    "ix_report_lead_funnel_owner_stage",
+    LeadFunnelFact.owner_id,
+    LeadFunnelFact.stage,
+    LeadFunnelFact.source,
+    LeadFunnelFact.reached,
+)

@@ -4,6 +4,7 @@ of the dashboards. Every lead aggregate applies the leads' visibility rule
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +104,7 @@ def overview(session: Session, actor: Principal) -> Overview:
     incrementally: ``reports.facts.refresh``) and its summary counts, never by scanning ``leads``
     and ``stage_changes``: at a million leads those scans took 33 s. Everyone-sees-everything
     reads the summaries (a few thousand rows); a scoped view reads the facts through indexes on
-    (owner, stage) and (owner, ..., source, reached). The facts' owner is the lead's owner, so the
+    (owner, stage, source, reached). The facts' owner is the lead's owner, so the
     visibility rule is the leads' (``auth.ownership.owner_visibility``) applied to it."""
 
     actor.require(Perm.LEADS_READ)
@@ -114,26 +115,33 @@ def overview(session: Session, actor: Principal) -> Overview:
     def scoped(stmt: Any) -> Any:
         return stmt if vis is None else stmt.where(vis)
 
-    rows = session.execute(scoped(select(F.stage, func.count()).group_by(F.stage))).all()
-    by_stage = {str(s): int(n) for s, n in rows}
+    by_stage, by_source, by_reached = Counter[str](), Counter[Any](), Counter[int]()
+    if vis is None:
+        for stage, n in session.execute(select(F.stage, func.count()).group_by(F.stage)):
+            by_stage[str(stage)] += int(n)
+        for source, n in session.execute(
+            select(FunnelCount.source, func.sum(FunnelCount.n)).group_by(FunnelCount.source)
+        ):
+            by_source[source] += int(n or 0)
+        for level, n in session.execute(
+            select(FunnelCount.reached, func.sum(FunnelCount.n)).group_by(FunnelCount.reached)
+        ):
+            by_reached[int(level)] += int(n or 0)
+    else:
+        # One pass over the visible facts (covering index owner_id, stage, source, reached).
+        stmt = select(F.stage, F.source, F.reached, func.count()).group_by(F.stage, F.source, F.reached)
+        for stage, source, level, n in session.execute(scoped(stmt)):
+            by_stage[str(stage)] += int(n)
+            by_source[source] += int(n)
+            by_reached[int(level)] += int(n)
     order = [s.value for s in lifecycle.FUNNEL] + sorted(s.value for s in lifecycle.SIDE_STATES)
     stages = [(s, by_stage.get(s, 0)) for s in order]
     total = sum(by_stage.values())
 
-    if vis is None:
-        src_rows = session.execute(
-            select(FunnelCount.source, func.sum(FunnelCount.n)).group_by(FunnelCount.source)
-        ).all()
-        reached_rows = session.execute(
-            select(FunnelCount.reached, func.sum(FunnelCount.n)).group_by(FunnelCount.reached)
-        ).all()
-    else:
-        src_rows = session.execute(scoped(select(F.source, func.count()).group_by(F.source))).all()
-        reached_rows = session.execute(scoped(select(F.reached, func.count()).group_by(F.reached))).all()
     counted: dict[str, int] = {}
-    for s, n in src_rows:
+    for s, n in by_source.items():
         key = str(s) if s else "(none)"
-        counted[key] = counted.get(key, 0) + int(n or 0)
+        counted[key] = counted.get(key, 0) + n
     sources = sorted(counted.items(), key=lambda x: (-x[1], x[0]))[:12]
 
     # Score buckets: for everyone-sees-everything, range counts on the lead_scores.total index
@@ -156,8 +164,7 @@ def overview(session: Session, actor: Principal) -> Overview:
     # Conversion between funnel steps: of the leads that reached a step, the share that reached
     # the next one (``reached`` is the furthest step: a sales-sourced lead that skipped MQL and is
     # SAL counts as having passed MQL).
-    at_level = {int(r): int(n or 0) for r, n in reached_rows}
-    reached = [sum(n for r, n in at_level.items() if r >= level) for level in range(len(_STEPS))]
+    reached = [sum(n for r, n in by_reached.items() if r >= level) for level in range(len(_STEPS))]
     conversions = [
         (_STEPS[i], _STEPS[i + 1], (reached[i + 1] / reached[i]) if reached[i] else None)
         for i in range(len(_STEPS) - 1)
