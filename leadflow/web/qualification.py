@@ -188,6 +188,8 @@ def discovery_form(ctx: CtxDep, lead_id: int, framework: str = "") -> Response:
     """The call form for another framework: a fragment for HTMX, else the lead page."""
 
     if not ctx.is_htmx:
+        with ctx.db.transaction() as s:
+            leads.get_lead(s, ctx.principal, lead_id)  # an invisible lead is 404, not a redirect
         url = f"{PREFIX}/leads/{lead_id}" + (f"?framework={framework}" if framework else "")
         return redirect(None, url + "#discovery")
     return _fragment(ctx, lead_id, "_call_form.html", 200, call_framework=framework or None)
