@@ -57,18 +57,18 @@ def send_email(db: Database, actor: Principal, lead_id: int, subject: str, body:
     """Check, send over SMTP outside any transaction (a slow server holds no lock), then log the
     activity and the audit entry. A refused or failed send stores nothing but an audit entry."""
 
-    subject = " ".join(subject.split())
-    if not subject:
-        raise InvalidInput("subject", "write a subject")
-    if len(subject) > MAX_SUBJECT:
-        raise InvalidInput("subject", f"is longer than {MAX_SUBJECT} characters")
-    if not body.strip():
-        raise InvalidInput("body", "write the message")
-    if len(body) > MAX_BODY:
-        raise InvalidInput("body", f"is longer than {MAX_BODY} characters")
     with db.transaction() as s:
         actor.require(Perm.ACTIVITIES_WRITE)
-        lead = get_lead(s, actor, lead_id)
+        lead = get_lead(s, actor, lead_id)  # an invisible lead is 404 before anything else
+        subject = " ".join(subject.split())
+        if not subject:
+            raise InvalidInput("subject", "write a subject")
+        if len(subject) > MAX_SUBJECT:
+            raise InvalidInput("subject", f"is longer than {MAX_SUBJECT} characters")
+        if not body.strip():
+            raise InvalidInput("body", "write the message")
+        if len(body) > MAX_BODY:
+            raise InvalidInput("body", f"is longer than {MAX_BODY} characters")
         refusal = why_not(lead)
         if refusal is not None:
             raise Conflict(f"Not sent: {refusal}.")
