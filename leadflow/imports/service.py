@@ -169,19 +169,19 @@ def run_import(
     report_dir: Path | None = None,
     workers: int | None = None,
     chunk_size: int = DEFAULT_CHUNK,
+    job_id: int | None = None,
 ) -> ImportResult:
     """Import a CSV file of leads. Raises ImportFileError (nothing written) for a malformed file,
-    Forbidden without the leads:import right, InvalidInput for an unknown mapping."""
+    Forbidden without the leads:import right, InvalidInput for an unknown mapping. ``job_id``: a
+    row made beforehand by ``start_job`` (the web UI shows its progress before the import runs);
+    otherwise the row is made here. The row's ``rows_done`` follows the progress."""
 
     actor = actor or SYSTEM
     _require(actor)
-    try:
-        preset = Mapping(mapping)
-    except ValueError:
-        raise InvalidInput("mapping", f"must be one of {', '.join(m.value for m in Mapping)}") from None
+    preset = _preset(mapping)
     started = time.perf_counter()
     name = filename or path.name
-    job = _Job.start(db, name, preset, dry_run, actor)
+    job = _Job(db, job_id, dry_run) if job_id is not None else _Job.start(db, name, preset, dry_run, actor)
     report_dir = report_dir or report_dir_default()
     report_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -203,6 +203,33 @@ def run_import(
     finally:
         if info.transcoded:
             info.path.unlink(missing_ok=True)
+
+
+def _preset(mapping: str) -> Mapping:
+    try:
+        return Mapping(mapping)
+    except ValueError:
+        raise InvalidInput("mapping", f"must be one of {', '.join(m.value for m in Mapping)}") from None
+
+
+def start_job(
+    db: Database,
+    filename: str,
+    *,
+    mapping: str = "auto",
+    dry_run: bool = False,
+    actor: Principal | None = None,
+) -> int:
+    """The import's row, made before the import runs (status running, no rows yet), for a caller
+    that runs the import in the background and shows its progress from the row."""
+
+    actor = actor or SYSTEM
+    _require(actor)
+    return _Job.start(db, filename, _preset(mapping), dry_run, actor).id
+
+
+# The progress on the job row is written at most this often (one small UPDATE per write).
+PROGRESS_EVERY = 0.5
 
 
 @dataclass
@@ -264,7 +291,8 @@ def _run(
     n_workers = _worker_count(workers, info.rows, len(info.chunks))
     done = 0
     warnings = 0
-    job.update(rows_total=info.rows)
+    job.update(rows_total=info.rows, rows_done=0, progress_at=utcnow())
+    last_progress = time.perf_counter()
     if progress:
         progress(0, info.rows)
     try:
@@ -287,10 +315,14 @@ def _run(
                     done += result.processed
                     if progress:
                         progress(done, info.rows)
+                    if time.perf_counter() - last_progress >= PROGRESS_EVERY:
+                        job.update(rows_done=done, progress_at=utcnow())
+                        last_progress = time.perf_counter()
     except BaseException as exc:
         t = writer.totals
         job.finish(
             "failed",
+            rows_done=done,
             created=t.created,
             updated=t.updated,
             skipped=t.skipped,
@@ -313,6 +345,7 @@ def _run(
             .values(
                 status=status,
                 finished_at=utcnow(),
+                rows_done=info.rows,
                 created=t.created,
                 updated=t.updated,
                 skipped=t.skipped,

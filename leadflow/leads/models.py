@@ -130,6 +130,9 @@ class ImportJob(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    # Rows processed so far while running (the progress any server process can show).
+    rows_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # when rows_done was written
     created: Mapped[int] = mapped_column(Integer, default=0)
     updated: Mapped[int] = mapped_column(Integer, default=0)
     skipped: Mapped[int] = mapped_column(Integer, default=0)

@@ -42,7 +42,7 @@ from leadflow.core import lifecycle
 from leadflow.core.contact import ContactError, normalize_country
 from leadflow.core.identity import NormalizedLead, normalize_lead
 from leadflow.core.lifecycle import BadReason, Evidence, Origin, Stage
-from leadflow.db.base import utcnow
+from leadflow.db.base import Base, utcnow
 from leadflow.db.pagination import Page, keyset, page_of
 from leadflow.errors import Duplicate, Forbidden, InvalidInput, NotFound, StaleVersion
 from leadflow.events import emit
@@ -512,6 +512,7 @@ def transition_lead(
         reason=reason,
         bad_reason=bad_reason,
     )
+    _check_evidence_records(session, lead, move.evidence)
     before = {"stage": lead.stage, "status_reason": lead.status_reason, "bad_reason": lead.bad_reason}
     when = at or utcnow()
     _bump(session, lead, lead.version)
@@ -575,6 +576,7 @@ def transition_many(
         given[lead.id] = reason
         if lead.merged_into_id is not None:
             raise InvalidInput("lead_id", f"lead {lead.id} was merged into lead {lead.merged_into_id}")
+        _check_evidence_records(session, lead, evidence)
         move = lifecycle.transition(
             Stage(lead.stage), target, origin=Origin(lead.origin), evidence=evidence, reason=reason
         )
@@ -655,6 +657,38 @@ def transition_many(
             source=row["from_stage"],
             target=target.value,
         )
+
+
+# Evidence fields naming a stored record: field -> (table, what it is). The record must exist and
+# belong to the lead (or a lead merged into it): a stage change justified by another lead's call,
+# or by one that was never held, is refused. Tables are looked up in the schema, so this feature
+# imports none of theirs.
+_EVIDENCE_RECORDS: dict[str, tuple[str, str]] = {
+    "assessment_id": ("needs_assessments", "needs assessment"),
+    "call_id": ("discovery_calls", "discovery call"),
+    "opportunity_id": ("opportunities", "opportunity"),
+}
+
+
+def _check_evidence_records(session: Session, lead: Lead, evidence: Evidence | None) -> None:
+    for name, (table_name, what) in _EVIDENCE_RECORDS.items():
+        value = getattr(evidence, name, None)
+        if value is None:
+            continue
+        table = Base.metadata.tables.get(table_name)
+        if table is None:  # the feature is not installed: nothing to check against
+            continue
+        loc: list[str | int] = ["evidence", name]
+        text = str(value).strip()
+        if not text.isdigit() or len(text) > 18:
+            raise InvalidInput(loc, f"{what} id must be the id of a stored {what}, got {value!r}")
+        owners = [table.c[c] for c in ("lead_id", "contact_lead_id") if c in table.c]
+        ids = _history_ids(session, lead)
+        found = session.execute(
+            select(table.c.id).where(table.c.id == int(text), or_(*(c.in_(ids) for c in owners)))
+        ).first()
+        if found is None:
+            raise InvalidInput(loc, f"lead {lead.id} has no {what} {text}")
 
 
 # --------------------------------------------------------------------------------- merge

@@ -61,11 +61,29 @@ Handler = Callable[[Request, Any], Awaitable[Response]]
 def install(app: FastAPI) -> None:
     """Mount the web UI on ``app`` (called by the composition root, leadflow/api.py)."""
 
-    from leadflow.web import dashboards, imports, pipeline, qualification, routes, settings, tasks
+    from leadflow.web import (
+        dashboards,
+        imports,
+        pipeline,
+        qualification,
+        routes,
+        settings,
+        settings_qualification,
+        tasks,
+    )
 
     app.state.web_sessions = Sessions(load_secret())
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (routes, qualification, imports, tasks, pipeline, dashboards, settings):
+    for module in (
+        routes,
+        qualification,
+        imports,
+        tasks,
+        pipeline,
+        dashboards,
+        settings,
+        settings_qualification,
+    ):
         app.include_router(module.router)
 
     @app.middleware("http")

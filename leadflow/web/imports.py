@@ -1,19 +1,18 @@
-"""CSV import from the browser: the upload starts the import in a background thread (the same
-``imports.service.run_import`` as the CLI and the API); the page polls its progress with HTMX
-and offers the row-error report when it is done.
+"""CSV import from the browser: the upload makes the import's row (``imports.service.start_job``)
+and runs the import in a background thread (the same ``imports.service.run_import`` as the CLI and
+the API); the page polls the row with HTMX — its status, rows done of rows total — and offers the
+row-error report when it is done.
 
-Progress lives in this process's memory (the import itself is in the database): with several
-server processes, the page polls the process that took the upload only if the load balancer is
-sticky; the finished import is visible from any process on the imports page.
+The progress is on the import's row (``imports.rows_done``, written while the import runs), not in
+this process's memory: the page shows it after a restart of the web process and from any of
+several server processes.
 """
 
 from __future__ import annotations
 
-import secrets
 import tempfile
 import threading
-import time
-from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -22,8 +21,8 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from sqlalchemy import select
 
 from leadflow.auth.principal import Perm, Principal, Visibility
-from leadflow.db.base import Database
-from leadflow.errors import InvalidInput, LeadflowError, NotFound
+from leadflow.db.base import Database, utcnow
+from leadflow.errors import InvalidInput, NotFound
 from leadflow.imports import service as svc
 from leadflow.imports.mapping import Mapping
 from leadflow.leads.models import ImportJob
@@ -32,57 +31,35 @@ from leadflow.web.core import PREFIX, CtxDep, redirect, render
 router = APIRouter(prefix=PREFIX + "/imports", include_in_schema=False)
 
 MAX_UPLOAD_BYTES = 1 << 30
+# A running import writes its progress every half second; this long without any, its process
+# is gone (a restart or a crash): the page says so instead of polling forever.
+STALLED_AFTER = timedelta(minutes=5)
 _KEEP_SECONDS = 3600
 
 
-@dataclass
-class Run:
-    user_id: int | None
-    filename: str
-    done: int = 0
-    total: int = 0
-    started: float = field(default_factory=time.monotonic)
-    finished: bool = False
-    import_id: int | None = None
-    error: str | None = None
-
-
-_runs: dict[str, Run] = {}
-_lock = threading.Lock()
-
-
-def _forget_old() -> None:
-    now = time.monotonic()
-    with _lock:
-        for key in [k for k, r in _runs.items() if r.finished and now - r.started > _KEEP_SECONDS]:
-            del _runs[key]
-
-
-def _work(db: Database, run: Run, path: Path, mapping: str, dry_run: bool, actor: Principal) -> None:
-    def progress(done: int, total: int) -> None:
-        run.done, run.total = done, total
-
+def _work(
+    db: Database, job_id: int, path: Path, mapping: str, dry_run: bool, actor: Principal, name: str
+) -> None:
     try:
-        result = svc.run_import(
+        svc.run_import(
             db,
             path,
             mapping=mapping,
             dry_run=dry_run,
             actor=actor,
-            progress=progress,
-            filename=run.filename,
+            filename=name,
             report_dir=svc.report_dir_default(),
+            job_id=job_id,
         )
-        run.import_id = result.id
-        run.done = run.total = result.rows_total
-    except LeadflowError as exc:
-        run.error = exc.message
-        run.import_id = exc.extra.get("import_id")
-    except BaseException as exc:  # the thread must always finish the run, whatever failed
-        run.error = f"{type(exc).__name__}: {exc}"
+    except BaseException as exc:  # recorded on the row: the thread must always finish
+        # run_import marks the row rejected/failed itself; this covers what fails before that.
+        with db.transaction() as s:
+            job = s.get(ImportJob, job_id)
+            if job is not None and job.status == "running":
+                job.status, job.finished_at = "failed", utcnow()
+                job.message = f"{type(exc).__name__}: {getattr(exc, 'message', exc)}"[:2000]
     finally:
         path.unlink(missing_ok=True)
-        run.finished = True
 
 
 def _recent(db: Database, actor: Principal) -> list[ImportJob]:
@@ -133,35 +110,31 @@ def start_import(
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    _forget_old()
-    token = secrets.token_urlsafe(12)
-    run = Run(user_id=ctx.user.id, filename=file.filename[:500])
-    with _lock:
-        _runs[token] = run
+    name = file.filename[:500]
+    try:
+        job_id = svc.start_job(ctx.db, name, mapping=mapping, dry_run=dry_run, actor=ctx.principal)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     threading.Thread(
         target=_work,
-        args=(ctx.db, run, path, mapping, dry_run, ctx.principal),
+        args=(ctx.db, job_id, path, mapping, dry_run, ctx.principal, name),
         daemon=True,
-        name="web-import",
+        name=f"web-import-{job_id}",
     ).start()
-    return redirect(ctx, f"{PREFIX}/imports/runs/{token}")
+    return redirect(ctx, f"{PREFIX}/imports/runs/{job_id}")
 
 
-def _run_of(ctx: CtxDep, token: str) -> Run:
-    run = _runs.get(token)
-    if run is None or run.user_id != ctx.user.id:
-        raise NotFound("no such import run (runs are kept for an hour)")
-    return run
-
-
-@router.get("/runs/{token}", response_class=HTMLResponse)
-def run_page(ctx: CtxDep, token: str) -> Response:
-    run = _run_of(ctx, token)
-    job = None
-    if run.finished and run.import_id is not None:
-        job = svc.get_import(ctx.db, run.import_id, ctx.principal)
+@router.get("/runs/{import_id}", response_class=HTMLResponse)
+def run_page(ctx: CtxDep, import_id: int) -> Response:
+    job = svc.get_import(ctx.db, import_id, ctx.principal)
+    # Like the imports list: one's own imports, or every import for those who see everything.
+    if job.created_by != ctx.user.id and ctx.principal.visibility is not Visibility.ALL:
+        raise NotFound(f"import {import_id} not found")
     template = "_import_progress.html" if ctx.is_htmx else "import_run.html"
-    return render(ctx, ctx.request, template, nav="imports", run=run, token=token, job=job)
+    last = job.progress_at or job.started_at
+    stalled = job.status == "running" and utcnow() - last > STALLED_AFTER
+    return render(ctx, ctx.request, template, nav="imports", job=job, stalled=stalled)
 
 
 @router.get("/{import_id}/errors.csv")

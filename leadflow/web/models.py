@@ -8,6 +8,8 @@ from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadflow.db.base import Base, UTCDateTime, utcnow
+from leadflow.leads.models import Lead
+from leadflow.reports.models import LeadFunnelFact
 
 
 class SavedSegment(Base):
@@ -22,3 +24,19 @@ class SavedSegment(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_web_segments_user_name", "user_id", "name", unique=True),)
+
+
+# Indexes the web UI's queries need on other features' tables (declared here, next to the
+# revision that creates them, 20261123_67af6943b103_web_indexes.py):
+# - the inbox filtered by source and unassigned (or one owner), newest first, reads one page of
+#   this index instead of sorting every lead of the source (4.9 s at 1M);
+# - the dashboard's scoped lead charts (stage, source, funnel step) read the funnel facts of the
+#   visible owners through this one covering index, in one pass.
+Index("ix_leads_source_owner_created_id", Lead.source, Lead.owner_id, Lead.created_at, Lead.id)
+Index(
+    "ix_report_lead_funnel_owner_stage",
+    LeadFunnelFact.owner_id,
+    LeadFunnelFact.stage,
+    LeadFunnelFact.source,
+    LeadFunnelFact.reached,
+)

@@ -141,6 +141,7 @@ async def needs_assessment(ctx: CtxDep, lead_id: int) -> Response:
     key = str(form.get("questionnaire") or "") or None
     on_call = form.get("on_call") == "yes"
     with ctx.db.transaction() as s:
+        leads.get_lead(s, ctx.principal, lead_id)  # an invisible lead is 404 before any 422
         q = qconfig.questionnaire(qconfig.questionnaire_row(s, key))
     answers = _answers(form, q)
     try:
@@ -217,6 +218,7 @@ async def discovery_call(ctx: CtxDep, lead_id: int) -> Response:
 
     outcome = str(form.get("outcome") or "auto")
     with ctx.db.transaction() as s:
+        leads.get_lead(s, ctx.principal, lead_id)  # an invisible lead is 404 before any 422
         fw = qconfig.framework(qconfig.framework_row(s, key))
     try:
         if outcome not in OUTCOMES:

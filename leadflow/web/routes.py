@@ -27,6 +27,7 @@ from leadflow.leads import service as leads
 from leadflow.leads.activities import ActivityFilter, list_activities, log_activity
 from leadflow.leads.service import LeadFilter
 from leadflow.scoring import service as scoring
+from leadflow.web import email as web_email
 from leadflow.web import service as web
 from leadflow.web.core import PREFIX, Ctx, CtxDep, redirect, render, sessions, web_session
 from leadflow.web.pipeline import lead_opportunities
@@ -368,6 +369,7 @@ def render_lead_page(ctx: Ctx, lead_id: int, status_code: int = 200, **extra: An
         legal=legal,
         rules=lifecycle.ENTRY_RULES,
         bad_reasons=list(BadReason),
+        email_refusal=web_email.why_not(lead),
         moves=[t for t in legal if t not in EVIDENCE_FORMS],
         **pipeline_part,
         **tasks_part,
@@ -402,6 +404,18 @@ async def log_touch(
     with ctx.db.transaction() as s:
         log_activity(s, ctx.principal, lead_id, allowed[kind], occurred_at=utcnow(), properties=props)
     return redirect(ctx, _lead_url(lead_id))
+
+
+@router.post("/leads/{lead_id}/email")
+def send_email(
+    ctx: CtxDep,
+    lead_id: int,
+    subject: Annotated[str, Form()] = "",
+    body: Annotated[str, Form()] = "",
+) -> Response:
+    sent = web_email.send_email(ctx.db, ctx.principal, lead_id, subject, body)
+    msg = f"Email sent to {sent.to}."
+    return redirect(ctx, f"{_lead_url(lead_id)}?{urlencode({'msg': msg})}")
 
 
 @router.post("/leads/{lead_id}/assign")

@@ -1,23 +1,25 @@
 """What the UI needs beyond the feature services: saved segments, and the read-only aggregates
-of the dashboards. Every lead query goes through ``leads.service.visibility_clause``, so a
-chart shows the same leads the inbox would."""
+of the dashboards. Every lead aggregate applies the leads' visibility rule
+(``auth.ownership.owner_visibility``), so a chart shows the same leads the inbox would."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from leadflow.audit.service import record
+from leadflow.auth.ownership import owner_visibility
 from leadflow.auth.principal import Perm, Principal
 from leadflow.core import lifecycle
 from leadflow.errors import Conflict, InvalidInput, NotFound
-from leadflow.leads.models import Lead, StageChange
-from leadflow.leads.service import visibility_clause
+from leadflow.reports.facts import refresh as refresh_facts
+from leadflow.reports.models import FunnelCount, LeadFunnelFact
 from leadflow.scoring.models import LeadScore
 from leadflow.web.models import SavedSegment
 
@@ -89,72 +91,82 @@ class Overview:
     conversions: list[tuple[str, str, float | None]]
 
 
-def _visible(session: Session, actor: Principal, stmt: Any) -> Any:
-    vis = visibility_clause(session, actor)
-    return stmt if vis is None else stmt.where(vis)
+# Funnel steps in the order of the facts' ``reached`` (0 = a lead, ..., 5 = won: a customer).
+_STEPS = ("lead", "mql", "sal", "sql", "opportunity", "customer")
+_BUCKETS = (("0-19", 0, 20), ("20-39", 20, 40), ("40-59", 40, 60), ("60-79", 60, 80), ("80-100", 80, None))
 
 
 def overview(session: Session, actor: Principal) -> Overview:
-    """Stage counts (funnel), lead sources and score distribution of the leads ``actor`` sees."""
+    """Stage counts (funnel), lead sources, score distribution and step conversions of the leads
+    ``actor`` sees.
+
+    Read from the reports feature's funnel facts (one narrow row per live lead, kept in step
+    incrementally: ``reports.facts.refresh``) and its summary counts, never by scanning ``leads``
+    and ``stage_changes``: at a million leads those scans took 33 s. Everyone-sees-everything
+    reads the summaries (a few thousand rows); a scoped view reads the facts through indexes on
+    (owner, stage, source, reached). The facts' owner is the lead's owner, so the
+    visibility rule is the leads' (``auth.ownership.owner_visibility``) applied to it."""
 
     actor.require(Perm.LEADS_READ)
-    live = Lead.merged_into_id.is_(None)
-    rows = session.execute(
-        _visible(session, actor, select(Lead.stage, func.count()).where(live).group_by(Lead.stage))
-    ).all()
-    by_stage = {str(s): int(n) for s, n in rows}
+    refresh_facts(session)
+    F = LeadFunnelFact
+    vis = owner_visibility(actor, F.owner_id)
+
+    def scoped(stmt: Any) -> Any:
+        return stmt if vis is None else stmt.where(vis)
+
+    by_stage, by_source, by_reached = Counter[str](), Counter[Any](), Counter[int]()
+    if vis is None:
+        for stage, n in session.execute(select(F.stage, func.count()).group_by(F.stage)):
+            by_stage[str(stage)] += int(n)
+        for source, n in session.execute(
+            select(FunnelCount.source, func.sum(FunnelCount.n)).group_by(FunnelCount.source)
+        ):
+            by_source[source] += int(n or 0)
+        for level, n in session.execute(
+            select(FunnelCount.reached, func.sum(FunnelCount.n)).group_by(FunnelCount.reached)
+        ):
+            by_reached[int(level)] += int(n or 0)
+    else:
+        # One pass over the visible facts (covering index owner_id, stage, source, reached).
+        stmt = select(F.stage, F.source, F.reached, func.count()).group_by(F.stage, F.source, F.reached)
+        for stage, source, level, n in session.execute(scoped(stmt)):
+            by_stage[str(stage)] += int(n)
+            by_source[source] += int(n)
+            by_reached[int(level)] += int(n)
     order = [s.value for s in lifecycle.FUNNEL] + sorted(s.value for s in lifecycle.SIDE_STATES)
     stages = [(s, by_stage.get(s, 0)) for s in order]
     total = sum(by_stage.values())
 
-    src = func.coalesce(Lead.source, "(none)")
-    rows = session.execute(
-        _visible(session, actor, select(src, func.count()).where(live).group_by(src))
-        .order_by(func.count().desc())
-        .limit(12)
-    ).all()
-    sources = [(str(s), int(n)) for s, n in rows]
+    counted: dict[str, int] = {}
+    for s, n in by_source.items():
+        key = str(s) if s else "(none)"
+        counted[key] = counted.get(key, 0) + n
+    sources = sorted(counted.items(), key=lambda x: (-x[1], x[0]))[:12]
 
-    bucket = case(
-        (LeadScore.total < 20, "0-19"),
-        (LeadScore.total < 40, "20-39"),
-        (LeadScore.total < 60, "40-59"),
-        (LeadScore.total < 80, "60-79"),
-        else_="80-100",
-    )
-    rows = session.execute(
-        _visible(
-            session,
-            actor,
-            select(bucket, func.count())
-            .join(Lead, Lead.id == LeadScore.lead_id)
-            .where(live)
-            .group_by(bucket),
+    # Score buckets: for everyone-sees-everything, range counts on the lead_scores.total index
+    # (no scan of leads); scoped, one pass over the visible facts joined to their scores.
+    if vis is None:
+        got: dict[str, int] = {}
+        for label, lo, hi in _BUCKETS:
+            cond = LeadScore.total >= lo if hi is None else and_(LeadScore.total >= lo, LeadScore.total < hi)
+            got[label] = int(session.scalar(select(func.count()).select_from(LeadScore).where(cond)) or 0)
+    else:
+        bucket = case(
+            *((LeadScore.total < hi, label) for label, _lo, hi in _BUCKETS if hi is not None), else_="80-100"
         )
-    ).all()
-    got = {str(b): int(n) for b, n in rows}
-    buckets = [(b, got.get(b, 0)) for b in ("0-19", "20-39", "40-59", "60-79", "80-100")]
+        rows = session.execute(
+            scoped(select(bucket, func.count()).join(F, F.lead_id == LeadScore.lead_id).group_by(bucket))
+        ).all()
+        got = {str(b): int(n) for b, n in rows}
+    buckets = [(label, got.get(label, 0)) for label, _lo, _hi in _BUCKETS]
 
-    # Conversion between funnel steps: of the leads that ever entered a stage (stage history),
-    # the share that entered the next one.
-    funnel = [s.value for s in lifecycle.FUNNEL]
-    rows = session.execute(
-        _visible(
-            session,
-            actor,
-            select(StageChange.to_stage, func.count(func.distinct(StageChange.lead_id)))
-            .join(Lead, Lead.id == StageChange.lead_id)
-            .where(live, StageChange.to_stage.in_(funnel))
-            .group_by(StageChange.to_stage),
-        )
-    ).all()
-    entered = {str(s): int(n) for s, n in rows}
-    # A lead past a stage reached it even when it skipped it (sales-sourced leads skip MQL).
-    reached = [
-        max(entered.get(x, 0), sum(by_stage.get(y, 0) for y in funnel[i:])) for i, x in enumerate(funnel)
-    ]
+    # Conversion between funnel steps: of the leads that reached a step, the share that reached
+    # the next one (``reached`` is the furthest step: a sales-sourced lead that skipped MQL and is
+    # SAL counts as having passed MQL).
+    reached = [sum(n for r, n in by_reached.items() if r >= level) for level in range(len(_STEPS))]
     conversions = [
-        (funnel[i], funnel[i + 1], (reached[i + 1] / reached[i]) if reached[i] else None)
-        for i in range(len(funnel) - 1)
+        (_STEPS[i], _STEPS[i + 1], (reached[i + 1] / reached[i]) if reached[i] else None)
+        for i in range(len(_STEPS) - 1)
     ]
     return Overview(stages, sources, buckets, total, conversions)
