@@ -17,7 +17,6 @@ from sqlalchemy.exc import DataError
 from leadflow import __version__
 from leadflow.assignment.api import router as assignment_router
 from leadflow.auth.api import router as auth_router
-from leadflow.cadences import handlers as cadence_handlers
 from leadflow.cadences.api import public_router as cadences_public_router
 from leadflow.cadences.api import router as cadences_router
 from leadflow.config import get_settings
@@ -32,18 +31,16 @@ from leadflow.ops import idempotency
 from leadflow.ops.api import router as ops_router
 from leadflow.ops.idempotency import IdempotencyMiddleware
 from leadflow.ops.logging import RequestLogMiddleware
-from leadflow.pipeline import signals as pipeline_signals
 from leadflow.pipeline.api import router as pipeline_router
-from leadflow.qualification import handoff as qualification_handoff
 from leadflow.qualification.api import public_router as qualification_public_router
 from leadflow.qualification.api import router as qualification_router
 from leadflow.reports.api import router as reports_router
-from leadflow.scoring import service as scoring
 from leadflow.scoring.api import router as scoring_router
 from leadflow.scoring.predictive_api import router as predictive_router
 from leadflow.tasks.api import router as tasks_router
 from leadflow.web.app import install as install_web
 from leadflow.webhooks.api import router as webhooks_router
+from leadflow.wiring import register_reactions
 
 log = logging.getLogger("leadflow")
 
@@ -160,12 +157,10 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.include_router(qualification_router)
     app.include_router(qualification_public_router)
     app.include_router(assignment_router)
-    qualification_handoff.register()  # MQL -> sales queue, routing and SLA, in the move's transaction
     app.include_router(webhooks_router)
     app.include_router(predictive_router)
     app.include_router(pipeline_router)
     app.include_router(reports_router)
-    pipeline_signals.register(database)  # buying signals mark prospects ready; the rule converts
     app.include_router(tasks_router)
     app.include_router(cadences_router)
     app.include_router(cadences_public_router)
@@ -176,6 +171,5 @@ def create_app(db: Database | None = None) -> FastAPI:
     app.add_middleware(RequestLogMiddleware)
     base_openapi = app.openapi
     app.openapi = lambda: idempotency.document(base_openapi())  # type: ignore[method-assign]
-    scoring.register(database)  # rescore leads when their events arrive or they are created
-    cadence_handlers.register(database)  # tasks and sequences from other features' events
+    register_reactions(database)  # handoff, buying signals, scoring, cadences (leadflow/wiring.py)
     return app

@@ -87,9 +87,13 @@ def handle_errors(fn: F) -> F:
 
 
 def open_db(migrate: bool = True) -> Database:
+    from leadflow.wiring import register_reactions
+
     db = Database(get_settings().database_url)
     if migrate:
         upgrade(db.engine)
+    # The same reactions as the API's: a lead imported or moved here is scored, handed off...
+    register_reactions(db)
     return db
 
 

@@ -100,6 +100,20 @@ def _restore_incremental_scoring() -> Iterator[None]:
         scoring.register(registered)
 
 
+@pytest.fixture(autouse=True)
+def _restore_cadence_reactions() -> Iterator[None]:
+    """A CLI command run in-process (CliRunner) wires the reactions to its own database
+    (leadflow/wiring.py), and the cadence reactions follow the last one wired: point them back at
+    the suite's database, or a later test's events land in a finished test's file."""
+
+    from leadflow.cadences import handlers
+
+    before = handlers._db
+    yield
+    if before is not None:
+        handlers.register(before)
+
+
 @pytest.fixture
 def client(db: Database, app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as c:

@@ -623,6 +623,50 @@ def test_state_built_from_groups_equals_folding(
             assert points[i, j] == pytest.approx(want.get(rule.id, 0.0), rel=1e-9, abs=1e-9), rule
 
 
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    model_st,
+    st.lists(
+        st.tuples(st.lists(event_st, max_size=10), st.lists(event_st, max_size=6)), min_size=1, max_size=5
+    ),
+)
+def test_batch_fold_equals_folding_lead_by_lead(
+    m: sc.ScoringModel, leads: list[tuple[list[tuple[str, float, Any]], list[tuple[str, float, Any]]]]
+) -> None:
+    """The incremental path folds a whole ingest batch at once (vectorized): per lead, the same
+    state and reference time as folding that lead's new events alone, and the same leads refused
+    for a late event (an event before its rule's open cap period)."""
+
+    k = len(m.engagement.rules)
+    match = sc.rule_matcher(m)
+    states, refs = sc.empty_state(len(leads), k), np.zeros(len(leads))
+    rows: list[tuple[int, int, float]] = []
+    want: list[tuple[Any, float] | None] = []
+    for i, (before, new) in enumerate(leads):
+        # A state holding the older events (in time order), then a batch of new ones in any order.
+        folded = sc.fold_events(m, states[i], 0.0, _records(sorted(before, key=lambda e: -e[1])))
+        assert folded is not None
+        states[i], refs[i] = folded
+        recs = _records(new)
+        want.append(sc.fold_events(m, states[i], float(refs[i]), sorted(recs, key=lambda r: r.occurred_at)))
+        rows += [(i, j, r.occurred_at.timestamp()) for r in recs for j in match(r)]
+    got, got_ref, late = sc.fold_batch(
+        m,
+        states,
+        refs,
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.int64),
+        np.array([r[2] for r in rows], dtype=np.float64),
+    )
+    for i, w in enumerate(want):
+        assert bool(late[i]) == (w is None)
+        if w is None:
+            assert np.array_equal(got[i], states[i]) and got_ref[i] == refs[i]
+            continue
+        assert got_ref[i] == w[1]
+        np.testing.assert_allclose(got[i], w[0], rtol=1e-12, atol=1e-300)
+
+
 def test_engagement_key_ignores_what_the_state_does_not_depend_on() -> None:
     base = sc.default_model().to_document()
     key = sc.engagement_key(sc.parse_model(base))

@@ -12,13 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from leadflow.auth.principal import SYSTEM
 from leadflow.db.base import Database
 from leadflow.events import DomainEvent, subscribe, unsubscribe
 from leadflow.leads import activities
 from leadflow.leads import service as leads
+from leadflow.leads.models import Activity
 from leadflow.scoring import service as svc
 from leadflow.scoring.models import EngagementBuild, LeadEngagement, LeadScore
 
@@ -173,3 +174,16 @@ def test_two_full_rescores_at_once_both_finish_and_agree(scoring: Database) -> N
         assert stored(db, lid) == (expected_total(i + 1), i + 1)
     with db.transaction() as s:
         assert len(list(s.scalars(select(EngagementBuild)))) == 1
+
+
+def test_an_ingest_rolled_back_leaves_no_event_and_no_state(scoring: Database) -> None:
+    # The batch insert goes straight to the driver (no per-value type processing): it must still
+    # run inside the caller's transaction, not commit row by row.
+    db = scoring
+    lid = new_lead(db)
+    with pytest.raises(RuntimeError), db.transaction() as s:
+        activities.ingest(s, SYSTEM, page_views(lid, 3))
+        raise RuntimeError("the caller fails after the ingest")
+    with db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(Activity)) == 0
+    assert stored(db, lid) == (expected_total(0), 0)

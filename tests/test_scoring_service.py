@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import Actor, make_user
 from hypothesis import HealthCheck, given, settings
@@ -15,13 +16,20 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select
 from test_scoring_core import attrs_st, event_st, model_st
 
+from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import Role
 from leadflow.auth.principal import SYSTEM
 from leadflow.core import scoring as core
 from leadflow.core.lifecycle import Stage
 from leadflow.db.base import Database
 from leadflow.errors import Forbidden, InvalidInput, NotFound
-from leadflow.events import DomainEvent, subscribe, unsubscribe
+from leadflow.events import (
+    DomainEvent,
+    subscribe,
+    subscribe_in_transaction,
+    unsubscribe,
+    unsubscribe_in_transaction,
+)
 from leadflow.leads import activities
 from leadflow.leads import service as leads
 from leadflow.leads.models import StageChange
@@ -90,7 +98,10 @@ def test_a_new_lead_is_scored_on_fit_alone(scoring: Database) -> None:
     row = stored(scoring, lid)
     assert (row.fit, row.engagement, row.total, row.grade) == (100, 0, 50, "A")
     assert row.model_version == 0  # the built-in default
-    assert {e["rule_id"] for e in row.explanation or []} == {
+    assert row.explanation is None  # computed on request, with the events behind each rule
+    with scoring.transaction() as s:
+        view = svc.explain(s, SYSTEM, lid)
+    assert {r.rule_id for r in view.score.reasons if r.kind == "fit"} == {
         "decision_maker",
         "company_size",
         "target_industry",
@@ -212,6 +223,90 @@ def test_mql_move_is_skipped_when_not_legal(scoring: Database) -> None:
             )
         ).all()
     assert [(f.action, f.outcome) for f in other] == [("enroll_sequence", "skipped")]
+
+
+def _mql_records(db: Database, ids: list[int]) -> dict[int, tuple[str, int, int, str | None]]:
+    """Per lead: stage, stage changes to mql, audit stage_change entries, the move's firing outcome."""
+
+    with db.transaction() as s:
+        out = {}
+        for lid in ids:
+            changes = s.scalars(
+                select(StageChange).where(StageChange.lead_id == lid, StageChange.to_stage == "mql")
+            ).all()
+            audits = s.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.entity_type == "lead",
+                    AuditEntry.entity_id == lid,
+                    AuditEntry.action == "stage_change",
+                )
+            ).all()
+            firing = s.scalars(
+                select(ThresholdFiring).where(
+                    ThresholdFiring.lead_id == lid, ThresholdFiring.action == "move_to_mql"
+                )
+            ).first()
+            for c in changes:
+                assert c.evidence is not None and c.evidence["kind"] == "score_threshold"
+                assert c.reason is not None and c.reason.startswith("score ")
+            out[lid] = (
+                leads.get_lead(s, SYSTEM, lid).stage,
+                len(changes),
+                len(audits),
+                firing.outcome if firing else None,
+            )
+        return out
+
+
+def test_crossings_of_one_batch_move_to_mql_together_with_one_record_per_lead(scoring: Database) -> None:
+    moved: list[DomainEvent] = []
+    subscribe("lead.stage_changed", moved.append)
+    try:
+        ids = [new_lead(scoring, **{**HOT, "email": f"batch{i}@acme.io"}) for i in range(6)]
+        rep = make_user(scoring, "Rep", Role.SALES_REP)
+        with scoring.transaction() as s:
+            sales_lead = leads.create_lead(s, rep.principal, {**HOT, "email": "sales@acme.io"}).lead.id
+        # One batch pushes all of them over 60 (and over 80: both thresholds in one jump).
+        ingest(
+            scoring,
+            [
+                {"lead_id": i, "type": t, "occurred_at": SOON}
+                for i in [*ids, sales_lead]
+                for t in ("demo_request", "trial_start")
+            ],
+        )
+    finally:
+        unsubscribe("lead.stage_changed", moved.append)
+    records = _mql_records(scoring, [*ids, sales_lead])
+    assert all(records[i] == ("mql", 1, 1, "done") for i in ids), records
+    assert records[sales_lead] == ("new", 0, 0, "skipped")
+    assert sorted(e.payload["lead_id"] for e in moved if e.payload["target"] == "mql") == ids
+    with scoring.transaction() as s:
+        tasks = s.scalars(select(ThresholdFiring).where(ThresholdFiring.action == "create_task")).all()
+        assert sorted(f.lead_id for f in tasks) == sorted([*ids, sales_lead])
+        for lid in ids:  # the version moved once, by the move
+            assert leads.get_lead(s, SYSTEM, lid).version == 2
+
+
+def test_a_refused_move_in_a_batch_falls_back_to_one_lead_at_a_time(scoring: Database) -> None:
+    ids = [new_lead(scoring, **{**HOT, "email": f"fb{i}@acme.io"}) for i in range(4)]
+    refused = ids[2]
+
+    def refuse(session: Any, ev: DomainEvent) -> None:
+        if ev.payload["lead_id"] == refused and ev.payload["target"] == "mql":
+            raise InvalidInput("lead_id", "refused by another feature")
+
+    subscribe_in_transaction("lead.stage_changed", refuse)
+    try:
+        ingest(scoring, [{"lead_id": i, "type": "demo_request"} for i in ids])
+    finally:
+        unsubscribe_in_transaction("lead.stage_changed", refuse)
+    records = _mql_records(scoring, ids)
+    for lid in ids:
+        if lid == refused:
+            assert records[lid] == ("new", 0, 0, "skipped")
+        else:
+            assert records[lid] == ("mql", 1, 1, "done")
 
 
 @pytest.mark.usefixtures("quiet")
@@ -472,9 +567,14 @@ def test_property_filters_agree_on_numbers_and_flags(db: Database, admin: Actor)
         svc.rescore_leads(s, [lid], as_of=NOW)
         row = s.get(LeadScore, lid)
         assert row is not None
+        # The incremental path matched the events to the rules in SQL: its per-rule points.
+        model = svc.active_model(s).model
+        kept = svc.refresh_states(s, model, [lid])[lid]
+        points = core.engagement_points_from_state(model, kept.state[None], np.array([kept.ref]), NOW)[0]
     python = {r.rule_id: r.points for r in one[0].reasons if r.kind == "engagement"}
     assert python == {"five": 2, "flag": 20, "none": 300, "pre": 1000}
-    assert {e["rule_id"]: e["points"] for e in row.explanation or [] if e["kind"] == "engagement"} == python
+    assert {r.id: p for r, p in zip(model.engagement.rules, points.tolist(), strict=True) if p} == python
+    assert row.engagement == one[0].engagement
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -529,3 +629,31 @@ def test_sql_and_python_paths_agree(
                     (one[0].fit, one[0].engagement, one[0].total), abs=1e-6
                 )
                 assert row.grade == one[0].grade
+
+
+@pytest.mark.usefixtures("quiet")
+def test_a_rescore_that_changes_nothing_rewrites_no_score(db: Database) -> None:
+    ids = [new_lead(db, **{**HOT, "email": f"same{i}@acme.io"}) for i in range(3)]
+    cold = new_lead(db, email="kid@gmail.com", job_title="Student intern")
+    first, later = NOW - timedelta(hours=2), NOW - timedelta(hours=1)
+
+    def rows() -> dict[int, tuple[float, str, int, datetime]]:
+        with db.transaction() as s:
+            return {
+                r.lead_id: (r.total, r.grade, r.model_version, r.computed_at)
+                for r in s.scalars(select(LeadScore))
+            }
+
+    svc.rescore_all(db, SYSTEM, as_of=first, fire=False)
+    before = rows()
+    assert {v[3] for v in before.values()} == {first}
+    again = svc.rescore_all(db, SYSTEM, as_of=later, fire=False)  # no events: nothing moves
+    assert rows() == before and again.changed == 0
+    with db.transaction() as s:  # another model version: every score is written again
+        doc = core.default_model().to_document()
+        doc["weights"] = {"fit": 0.6, "engagement": 0.4}
+        version = svc.save_model(s, SYSTEM, doc, activate=True).version
+    svc.rescore_all(db, SYSTEM, as_of=later, fire=False)
+    after = rows()
+    assert {v[2] for v in after.values()} == {version} and {v[3] for v in after.values()} == {later}
+    assert after[ids[0]][0] == pytest.approx(60) and after[cold][0] == 0

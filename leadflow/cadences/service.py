@@ -28,6 +28,7 @@ from leadflow.cadences.models import Enrollment, Sequence, StepRun
 from leadflow.clock import now as clock_now
 from leadflow.config import get_settings
 from leadflow.core import cadence as core
+from leadflow.core import consent
 from leadflow.core.calendar import WorkingHours, add_business_days, next_working_time
 from leadflow.core.engagement import ActivityType
 from leadflow.core.lifecycle import LifecycleError, Stage
@@ -641,15 +642,13 @@ def _prepare(session: Session, run: StepRun, now: datetime) -> mail.OutgoingEmai
         _advance(session, enrollment, lead, run.step_index, now)
         return None
     assert isinstance(step, core.EmailStep)
-    if not lead.email:
-        _close(run, "skipped", now, "the lead has no email address")
+    refusal = consent.email_refusal(lead, automated=True)
+    if refusal is not None:
+        _close(run, "skipped", now, refusal)
+        record(session, WORKER, "sequence_step", run.id, "skip", reason=refusal)
         _advance(session, enrollment, lead, run.step_index, now)
         return None
-    if lead.consent != "granted":
-        _close(run, "skipped", now, f"no email consent (consent is {lead.consent})")
-        record(session, WORKER, "sequence_step", run.id, "skip", reason="no email consent")
-        _advance(session, enrollment, lead, run.step_index, now)
-        return None
+    assert lead.email  # email_refusal(automated=True) refuses a lead without an address
     message_id = run.message_id or mail.new_message_id()
     subject = " ".join(core.render(step.subject, context).split())[:500]
     run.message_id = message_id
@@ -667,6 +666,23 @@ def _prepare(session: Session, run: StepRun, now: datetime) -> mail.OutgoingEmai
 
 
 def _send(db: Database, step_id: int, message: mail.OutgoingEmail, now: datetime) -> str:
+    # The message was rendered in the claiming transaction; the lead may have unsubscribed (or
+    # withdrawn consent) since. Checked again right before the message leaves.
+    with db.transaction() as s:
+        run = s.get(StepRun, step_id)
+        assert run is not None
+        lead = s.get(Lead, run.lead_id)
+        enrollment = s.get(Enrollment, run.enrollment_id)
+        refusal = consent.email_refusal(lead, automated=True) if lead is not None else "the lead is gone"
+        if refusal is not None:
+            _close(run, "skipped", now, f"not sent: {refusal}")
+            record(s, WORKER, "sequence_step", run.id, "skip", reason=refusal)
+            if lead is not None and enrollment is not None and enrollment.status == "active":
+                if lead.unsubscribed:
+                    _finish(s, WORKER, enrollment, core.StopReason.UNSUBSCRIBED, None, now)
+                else:
+                    _advance(s, enrollment, lead, run.step_index, now)
+            return "skipped"
     try:
         mail.send(message)
     except mail.SendError as exc:

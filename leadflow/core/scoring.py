@@ -1236,6 +1236,93 @@ def fold_events(
     return np.array(out, dtype=np.float64).reshape(state.shape), new_ref
 
 
+def _periods(model: ScoringModel, rule: IntArray, t: FloatArray) -> FloatArray:
+    """Each matched event's cap period (:func:`period_of`; 0 for a rule without a cap)."""
+
+    days = np.array([r.cap.days if r.cap else 0 for r in model.engagement.rules], dtype=np.float64)[rule]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out: FloatArray = np.where(days > 0, np.floor(t / (days * DAY)), 0.0)
+    return out
+
+
+def fold_batch(
+    model: ScoringModel,
+    state: FloatArray,
+    ref: FloatArray,
+    lead: IntArray,
+    rule: IntArray,
+    t: FloatArray,
+) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """:func:`fold_events` for many leads at once, vectorized: ``state`` (n x rules x
+    STATE_FIELDS) and ``ref`` (n) are the leads' states, ``lead`` (index into them), ``rule`` and
+    ``t`` (epoch seconds) one row per (event, matching rule). Returns the new states and reference
+    times, and the leads with a late event (one for a cap period before its rule's open one):
+    those come back unchanged and must be rebuilt from all their events."""
+
+    n, k = state.shape[0], state.shape[1]
+    out = state.copy()
+    new_ref = ref.copy()
+    late = np.zeros(n, dtype=np.bool_)
+    if not len(lead) or not k:
+        return out, new_ref, late
+    hls = _half_lives(model)
+    latest = np.full(n, -np.inf)
+    np.maximum.at(latest, lead, t)
+    new_ref = np.where(latest > -np.inf, np.maximum(ref, latest), ref)
+    # Rebase: the stored sums shrink, the new terms stay <= 1 (no overflow).
+    scale = np.power(2.0, -(new_ref - ref)[:, None] / hls[None, :])
+    out[:, :, CLOSED] *= scale
+    out[:, :, OPEN_SUM] *= scale
+    period = _periods(model, rule, t)
+    term = np.power(2.0, (t - new_ref[lead]) / hls[rule])
+    # Late events: before the open period of their (lead, rule).
+    is_late = period < out[lead, rule, OPEN_PERIOD]
+    if is_late.any():
+        late[lead[is_late]] = True
+    keep = ~late[lead]
+    lead, rule, period, term = lead[keep], rule[keep], period[keep], term[keep]
+    if not len(lead):
+        out[late], new_ref[late] = state[late], ref[late]
+        return out, new_ref, late
+    # The open periods of the (lead, rule) pairs hit join the new events as groups of their own.
+    pairs = np.unique(lead * k + rule)
+    p_lead, p_rule = pairs // k, pairs % k
+    has_open = out[p_lead, p_rule, OPEN_COUNT] > 0
+    o_lead, o_rule = p_lead[has_open], p_rule[has_open]
+    all_lead = np.concatenate([o_lead, lead])
+    all_rule = np.concatenate([o_rule, rule])
+    all_period = np.concatenate([out[o_lead, o_rule, OPEN_PERIOD], period])
+    all_count = np.concatenate([out[o_lead, o_rule, OPEN_COUNT], np.ones(len(lead))])
+    all_sum = np.concatenate([out[o_lead, o_rule, OPEN_SUM], term])
+    order = np.lexsort((all_period, all_rule, all_lead))
+    all_lead, all_rule, all_period = all_lead[order], all_rule[order], all_period[order]
+    all_count, all_sum = all_count[order], all_sum[order]
+    start = np.ones(len(all_lead), dtype=np.bool_)
+    start[1:] = (
+        (all_lead[1:] != all_lead[:-1])
+        | (all_rule[1:] != all_rule[:-1])
+        | (all_period[1:] != all_period[:-1])
+    )
+    idx = np.flatnonzero(start)
+    g_lead, g_rule, g_period = all_lead[idx], all_rule[idx], all_period[idx]
+    g_count = np.add.reduceat(all_count, idx)
+    g_sum = np.add.reduceat(all_sum, idx)
+    # Per (lead, rule): the latest period stays open, the earlier ones close under their caps.
+    last = np.ones(len(g_lead), dtype=np.bool_)
+    last[:-1] = (g_lead[1:] != g_lead[:-1]) | (g_rule[1:] != g_rule[:-1])
+    closed = ~last
+    np.add.at(
+        out[:, :, CLOSED],
+        (g_lead[closed], g_rule[closed]),
+        _shares(model, g_rule[closed], g_count[closed]) * g_sum[closed],
+    )
+    out[g_lead[last], g_rule[last], OPEN_PERIOD] = g_period[last]
+    out[g_lead[last], g_rule[last], OPEN_COUNT] = g_count[last]
+    out[g_lead[last], g_rule[last], OPEN_SUM] = g_sum[last]
+    out[late], new_ref[late] = state[late], ref[late]
+    return out, new_ref, late
+
+
 def half_lives_seconds(model: ScoringModel) -> list[float]:
     """Per engagement rule, the half-life in seconds (inf: no decay), for :func:`fold_events`."""
 
@@ -1448,6 +1535,7 @@ __all__ = [
     "engagement_points_from_state",
     "evaluate_thresholds",
     "fit_points_matrix",
+    "fold_batch",
     "fold_events",
     "half_lives_seconds",
     "parse_model",

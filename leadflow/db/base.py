@@ -63,6 +63,12 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
 
+def json_text(o: Any) -> str:
+    """JSON text as JSONType writes it (datetimes as ISO 8601), for bulk paths that bypass it."""
+
+    return json.dumps(o, default=_json_default)
+
+
 _SQLITE_READ = re.compile(r"\s*(SELECT|PRAGMA)\b", re.IGNORECASE)
 
 

@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 
 from leadflow.auth.principal import Perm, Principal
 from leadflow.core.engagement import ActivityType
-from leadflow.db.base import utcnow
+from leadflow.db.base import json_text, utcnow
 from leadflow.db.pagination import Page, keyset, page_of
 from leadflow.errors import Forbidden, InvalidInput
 from leadflow.events import emit
 from leadflow.leads.models import Activity, Lead
-from leadflow.leads.service import get_lead, visibility_clause, visible_lead_ids
+from leadflow.leads.service import get_lead, in_values, visibility_clause, visible_lead_ids
 
 MAX_BATCH = 10_000
 
@@ -33,11 +33,38 @@ class IngestResult:
     lead_ids: list[int] = field(default_factory=list)
 
 
+_COLUMNS = ("lead_id", "type", "occurred_at", "properties", "external_id", "source", "actor_id", "created_at")
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # UTCDateTime's text on SQLite (naive UTC)
+
+
 def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> None:
     # On the Core connection: an executemany without the ORM's per-row bulk-insert bookkeeping.
     conn = session.connection()
     dialect = conn.dialect.name
     table = cast(Table, Activity.__table__)
+    if dialect == "sqlite":
+        # Straight to the DBAPI cursor with the values as UTCDateTime and JSONType store them
+        # (SQLAlchemy's per-value type processing was most of the insert's CPU).
+        values = [
+            (
+                r["lead_id"],
+                r["type"],
+                r["occurred_at"].astimezone(UTC).strftime(_SQLITE_TIME),
+                None if r["properties"] is None else json_text(r["properties"]),
+                r["external_id"],
+                r["source"],
+                r["actor_id"],
+                r["created_at"].astimezone(UTC).strftime(_SQLITE_TIME),
+            )
+            for r in rows
+        ]
+        # exec_driver_sql: the engine's events still run (BEGIN IMMEDIATE before the first write).
+        conn.exec_driver_sql(
+            f"INSERT INTO activities ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (external_id) DO NOTHING",
+            values,
+        )
+        return
     if dialect == "postgresql":
         conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=["external_id"]), rows)
     elif dialect == "sqlite":
@@ -110,14 +137,20 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
     merged: dict[int, int] = {}
     if visible:
         tombstones = session.execute(
-            select(Lead.id, Lead.merged_into_id).where(Lead.id.in_(visible), Lead.merged_into_id.is_not(None))
+            select(Lead.id, Lead.merged_into_id).where(
+                in_values(session, Lead.id, sorted(visible)), Lead.merged_into_id.is_not(None)
+            )
         )
         merged = {int(i): int(w) for i, w in tombstones if w is not None}
 
     ext_ids = [str(it["external_id"]) for it in items if it.get("external_id")]
     seen: set[str] = set()
     if ext_ids:
-        seen = set(session.scalars(select(Activity.external_id).where(Activity.external_id.in_(ext_ids))))
+        seen = set(
+            session.scalars(
+                select(Activity.external_id).where(in_values(session, Activity.external_id, ext_ids))
+            )
+        )
 
     now = utcnow()
     rows_out: list[dict[str, Any]] = []

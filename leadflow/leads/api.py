@@ -202,8 +202,11 @@ def update_lead(
 
 @router.delete("/leads/{lead_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Erase a lead")
 def delete_lead(lead_id: int, db: DB, actor: Actor, reason: str | None = None) -> Response:
+    # Erasure reaches every feature's records of the person (ops.privacy), not only the lead's.
+    from leadflow.ops.privacy import erase_person
+
     with db.transaction() as s:
-        svc.delete_lead(s, actor, lead_id, reason=reason)
+        erase_person(s, actor, lead_id, reason=reason)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -7,16 +7,34 @@ the service layer, so no route can bypass them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    Select,
+    Text,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from leadflow.audit.models import AuditEntry
-from leadflow.audit.service import changes, record
+from leadflow.audit.service import changes, record, record_many
 from leadflow.auth.models import Role
 from leadflow.auth.ownership import can_see_owner, owner_visibility, require_assignable_owner
 from leadflow.auth.principal import Perm, Principal
@@ -24,7 +42,7 @@ from leadflow.core import lifecycle
 from leadflow.core.contact import ContactError, normalize_country
 from leadflow.core.identity import NormalizedLead, normalize_lead
 from leadflow.core.lifecycle import BadReason, Evidence, Origin, Stage
-from leadflow.db.base import utcnow
+from leadflow.db.base import Base, utcnow
 from leadflow.db.pagination import Page, keyset, page_of
 from leadflow.errors import Duplicate, Forbidden, InvalidInput, NotFound, StaleVersion
 from leadflow.events import emit
@@ -494,6 +512,7 @@ def transition_lead(
         reason=reason,
         bad_reason=bad_reason,
     )
+    _check_evidence_records(session, lead, move.evidence)
     before = {"stage": lead.stage, "status_reason": lead.status_reason, "bad_reason": lead.bad_reason}
     when = at or utcnow()
     _bump(session, lead, lead.version)
@@ -527,6 +546,149 @@ def transition_lead(
     )
     emit(session, "lead.stage_changed", lead_id=lead.id, source=before["stage"], target=lead.stage)
     return lead
+
+
+def transition_many(
+    session: Session,
+    actor: Principal,
+    moves: Sequence[tuple[Lead, Evidence | None, str | None]],
+    target: Stage,
+    *,
+    at: datetime | None = None,
+) -> None:
+    """:func:`transition_lead` for many leads at once (loaded in this session, visible to the
+    actor), set-based: one UPDATE with a compare-and-set on each lead's version, the stage
+    changes and audit entries inserted together, and one ``lead.stage_changed`` per lead (its
+    in-transaction subscribers run per lead, as for a single move). The same records as one
+    :func:`transition_lead` per lead. Raises as transition_lead does for the first lead whose
+    move is not legal, and StaleVersion when any lead changed meanwhile: run it in a savepoint."""
+
+    actor.require(Perm.LEADS_TRANSITION)
+    if not actor.can_move_to(target):
+        raise Forbidden(f"role {actor.role.value} cannot move leads to {target.value}; sales does that")
+    if not moves:
+        return
+    when = at or utcnow()
+    now = utcnow()
+    planned = []
+    given: dict[int, str | None] = {}
+    for lead, evidence, reason in moves:
+        given[lead.id] = reason
+        if lead.merged_into_id is not None:
+            raise InvalidInput("lead_id", f"lead {lead.id} was merged into lead {lead.merged_into_id}")
+        _check_evidence_records(session, lead, evidence)
+        move = lifecycle.transition(
+            Stage(lead.stage), target, origin=Origin(lead.origin), evidence=evidence, reason=reason
+        )
+        planned.append((lead, move))
+    ids = [lead.id for lead, _ in planned]
+    versions = [lead.version for lead, _ in planned]
+    reasons = [move.reason for _, move in planned]
+    if session.get_bind().dialect.name == "postgresql":
+        sql = (
+            "UPDATE leads SET version = leads.version + 1, updated_at = :now, stage = :stage, "
+            "status_reason = v.reason, bad_reason = NULL, stage_changed_at = :when "
+            "FROM unnest(CAST(:ids AS integer[]), CAST(:vers AS integer[]), CAST(:reasons AS text[])) "
+            "AS v(id, ver, reason) WHERE leads.id = v.id AND leads.version = v.ver RETURNING leads.id"
+        )
+        params: dict[str, Any] = {"ids": ids, "vers": versions, "reasons": reasons, "now": now, "when": when}
+    else:  # SQLite keeps UTCDateTime as naive UTC text; the rows travel as one JSON parameter
+        sql = (
+            "UPDATE leads SET version = leads.version + 1, updated_at = :now, stage = :stage, "
+            "status_reason = v.reason, bad_reason = NULL, stage_changed_at = :when "
+            "FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS ver, "
+            "json_extract(value, '$[2]') AS reason FROM json_each(:rows)) AS v "
+            "WHERE leads.id = v.id AND leads.version = v.ver RETURNING leads.id"
+        )
+        fmt = "%Y-%m-%d %H:%M:%S.%f"
+        params = {
+            "rows": json.dumps([list(r) for r in zip(ids, versions, reasons, strict=True)]),
+            "now": now.astimezone(UTC).strftime(fmt),
+            "when": when.astimezone(UTC).strftime(fmt),
+        }
+    moved = set(session.execute(text(sql), {**params, "stage": target.value}).scalars())
+    if len(moved) != len(ids):
+        raise StaleVersion(f"{len(ids) - len(moved)} of {len(ids)} leads were changed by someone else; retry")
+    changes_rows: list[dict[str, Any]] = []
+    audit_rows: list[dict[str, Any]] = []
+    for lead, move in planned:
+        before = {"stage": lead.stage, "status_reason": lead.status_reason, "bad_reason": lead.bad_reason}
+        # The loaded objects take the values written (without becoming dirty: no second UPDATE).
+        for key, value in (
+            ("version", lead.version + 1),
+            ("updated_at", now),
+            ("stage", move.target.value),
+            ("status_reason", move.reason),
+            ("bad_reason", None),
+            ("stage_changed_at", when),
+        ):
+            set_committed_value(lead, key, value)
+        ev = lifecycle.evidence_to_dict(move.evidence)
+        changes_rows.append(
+            {
+                "lead_id": lead.id,
+                "from_stage": before["stage"],
+                "to_stage": lead.stage,
+                "at": when,
+                "actor_id": actor.user_id,
+                "reason": move.reason,
+                "evidence": ev,
+            }
+        )
+        after = {"stage": lead.stage, "status_reason": lead.status_reason, "bad_reason": lead.bad_reason}
+        audit_rows.append(
+            {
+                "entity_type": "lead",
+                "entity_id": lead.id,
+                "action": "stage_change",
+                "before": before,
+                "after": after,
+                "reason": given[lead.id],
+                "evidence": ev,
+            }
+        )
+    session.execute(insert(StageChange), changes_rows)
+    record_many(session, actor, audit_rows)
+    for row in changes_rows:
+        emit(
+            session,
+            "lead.stage_changed",
+            lead_id=row["lead_id"],
+            source=row["from_stage"],
+            target=target.value,
+        )
+
+
+# Evidence fields naming a stored record: field -> (table, what it is). The record must exist and
+# belong to the lead (or a lead merged into it): a stage change justified by another lead's call,
+# or by one that was never held, is refused. Tables are looked up in the schema, so this feature
+# imports none of theirs.
+_EVIDENCE_RECORDS: dict[str, tuple[str, str]] = {
+    "assessment_id": ("needs_assessments", "needs assessment"),
+    "call_id": ("discovery_calls", "discovery call"),
+    "opportunity_id": ("opportunities", "opportunity"),
+}
+
+
+def _check_evidence_records(session: Session, lead: Lead, evidence: Evidence | None) -> None:
+    for name, (table_name, what) in _EVIDENCE_RECORDS.items():
+        value = getattr(evidence, name, None)
+        if value is None:
+            continue
+        table = Base.metadata.tables.get(table_name)
+        if table is None:  # the feature is not installed: nothing to check against
+            continue
+        loc: list[str | int] = ["evidence", name]
+        text = str(value).strip()
+        if not text.isdigit() or len(text) > 18:
+            raise InvalidInput(loc, f"{what} id must be the id of a stored {what}, got {value!r}")
+        owners = [table.c[c] for c in ("lead_id", "contact_lead_id") if c in table.c]
+        ids = _history_ids(session, lead)
+        found = session.execute(
+            select(table.c.id).where(table.c.id == int(text), or_(*(c.in_(ids) for c in owners)))
+        ).first()
+        if found is None:
+            raise InvalidInput(loc, f"lead {lead.id} has no {what} {text}")
 
 
 # --------------------------------------------------------------------------------- merge
@@ -862,12 +1024,25 @@ def stage_history(session: Session, actor: Principal, lead_id: int) -> list[Stag
     return list(session.scalars(stmt))
 
 
+def in_values(session: Session, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN (values)`` with the values as one parameter (a JSON array on SQLite, an array
+    on PostgreSQL): thousands of values without one bound parameter each to build."""
+
+    if session.get_bind().dialect.name == "postgresql":
+        kind = Integer if all(isinstance(v, int) for v in values) else Text
+        return column == any_(bindparam(None, list(values), type_=ARRAY(kind)))  # type: ignore[no-any-return]
+    rows: Select[Any] = select(literal_column("value")).select_from(
+        func.json_each(bindparam(None, json.dumps(list(values))))
+    )
+    return column.in_(rows)  # type: ignore[no-any-return]
+
+
 def visible_lead_ids(session: Session, actor: Principal, ids: Sequence[int]) -> set[int]:
     """Which of ``ids`` the actor may see (for bulk paths such as event ingest)."""
 
     if not ids:
         return set()
-    stmt = select(Lead.id).where(Lead.id.in_(ids))
+    stmt = select(Lead.id).where(in_values(session, Lead.id, ids))
     vis = visibility_clause(session, actor)
     if vis is not None:
         stmt = stmt.where(vis)

@@ -126,17 +126,17 @@ def register(app: typer.Typer) -> None:
         yes: Annotated[bool, typer.Option("--yes", help="Erase without asking")] = False,
         as_user: AsOption = None,
     ) -> None:
-        """Erase a person: the lead, its merged duplicates, their activities and history; the audit
-        trail keeps a tombstone without personal data."""
+        """Erase a person: the lead, its merged duplicates and every feature's records of them; the
+        audit trail keeps a tombstone without personal data."""
 
-        from leadflow.leads import service as leads
+        from leadflow.ops import privacy
 
         if not yes and not typer.confirm(f"Erase lead {lead_id} and everything about them?"):
             raise fail("erase cancelled", code=1)
         db = open_db()
         actor = actor_for(db, as_user)
         with db.transaction() as s:
-            leads.delete_lead(s, actor, lead_id, reason=reason)
+            privacy.erase_person(s, actor, lead_id, reason=reason)
         console.print(f"lead {lead_id} erased")
 
     app.add_typer(privacy_app, name="privacy")

@@ -559,122 +559,163 @@ def _state_size(n_rules: int) -> int:
     return n_rules * core.STATE_FIELDS * 8
 
 
-def _read_states(session: Session, ids: Sequence[int], key: str, n_rules: int) -> dict[int, _LeadState]:
-    """The stored states of these leads; a row of another ruleset comes back with ruleset ""."""
+def refresh_states(session: Session, model: core.ScoringModel, ids: Sequence[int]) -> dict[int, _LeadState]:
+    """:func:`refresh_arrays` as one state per lead (leads without events and without a stored
+    state have none)."""
 
-    out: dict[int, _LeadState] = {}
-    if not ids:
-        return out
-    rows = _raw_rows(
-        session,
-        "SELECT lead_id, ruleset, ref, events, last_event_id, max_at, state FROM lead_engagement "
-        f"WHERE lead_id IN ({_id_list(ids)})",
-        {},
-    )
-    for lid, ruleset, ref, n, last, max_at, blob in rows:
-        data = bytes(blob)
-        ok = ruleset == key and len(data) == _state_size(n_rules)
-        state = (
-            np.frombuffer(data, dtype=np.float64).reshape(n_rules, core.STATE_FIELDS).copy()
-            if ok
-            else core.empty_state(1, n_rules)[0]
-        )
-        out[int(lid)] = _LeadState(ruleset if ok else "", float(ref), int(n), int(last), float(max_at), state)
-    return out
+    wanted = sorted({int(i) for i in ids})
+    state, ref, max_at, events, last, present = refresh_arrays(session, model, wanted)
+    key = core.engagement_key(model)
+    return {
+        lid: _LeadState(key, float(ref[i]), int(events[i]), int(last[i]), float(max_at[i]), state[i])
+        for i, lid in enumerate(wanted)
+        if present[i]
+    }
 
 
-def _fetch_events(session: Session, event_ids: Sequence[int]) -> dict[int, list[core.EventRecord]]:
-    """Events by id, per lead, oldest first (the order folding needs). Raw rows: the time comes
-    as epoch seconds from the SQL the bulk path uses, the properties as JSON."""
+def _matched_events(
+    session: Session, model: core.ScoringModel, event_ids: Sequence[int]
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.float64]],
+]:
+    """One row per (event, engagement rule it matches) of these events: lead id, rule index and
+    time (epoch seconds), matched in SQL as the full rescore's pass over the events matches."""
 
-    out: dict[int, list[core.EventRecord]] = {}
-    epoch = _epoch_sql(session.get_bind().dialect.name)
-    from_ts = datetime.fromtimestamp
+    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64))
+    if not event_ids or not model.engagement.rules:
+        return empty
+    dialect = session.get_bind().dialect.name
+    params: dict[str, Any] = {}
+    values, match = _rules_sql(model, dialect, params)
+    epoch = _epoch_sql(dialect)
+    parts = []
     for start in range(0, len(event_ids), 20_000):
         part = event_ids[start : start + 20_000]
         rows = _raw_rows(
             session,
-            f"SELECT act.lead_id, act.id, act.type, {epoch}, act.properties FROM activities act "
-            f"WHERE act.id IN ({_id_list(part)})",
-            {},
+            f"WITH r(idx, type) AS (VALUES {values}) SELECT e.lead_id, r.idx, e.ep FROM ("
+            f"SELECT act.lead_id AS lead_id, act.type AS type, act.properties AS properties, {epoch} AS ep "
+            f"FROM activities act WHERE act.id IN ({_id_list(part)})) e CROSS JOIN r "
+            f"WHERE r.type = e.type AND {match.replace('act.properties', 'e.properties')}",
+            params,
         )
-        for lid, i, t, ep, p in rows:
-            props = json.loads(p) if isinstance(p, str) else p
-            out.setdefault(int(lid), []).append(core.EventRecord(int(i), str(t), from_ts(ep, UTC), props))
-    for records in out.values():
-        records.sort(key=lambda e: (e.occurred_at, e.id or 0))
-    return out
+        if rows:
+            parts.append(np.array(rows, dtype=np.float64).reshape(-1, 3))
+    if not parts:
+        return empty
+    arr = np.concatenate(parts)
+    return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]
 
 
-def _max_at(records: Iterable[core.EventRecord], start: float) -> float:
-    return max((r.occurred_at.timestamp() for r in records), default=start)
-
-
-def refresh_states(session: Session, model: core.ScoringModel, ids: Sequence[int]) -> dict[int, _LeadState]:
-    """Bring the engagement state of these leads up to date with their events, and store it:
-    new events (ids above the lead's last folded one) are folded in; a lead whose events do not
-    add up (none stored yet, another ruleset, events moved by a merge or committed out of id
-    order, an event for a closed cap period) is rebuilt from all its events. Returns every
-    lead's state (leads without events have none)."""
+def refresh_arrays(
+    session: Session, model: core.ScoringModel, ids: Sequence[int]
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.int64]],
+    np.ndarray[Any, np.dtype[np.bool_]],
+]:
+    """Bring the engagement state of these leads (sorted ids) up to date with their events, and
+    store it: new events (ids above the lead's last folded one) are folded in, for the whole
+    batch at once (:func:`leadflow.core.scoring.fold_batch`); a lead whose events do not add up
+    (none stored yet, another ruleset, events moved by a merge or committed out of id order, an
+    event for a closed cap period) is rebuilt from all its events. Returns, aligned with ``ids``:
+    state, ref, max_at, events, last event id, and whether the lead has a state at all."""
 
     key = core.engagement_key(model)
-    n_rules = len(model.engagement.rules)
-    states = _read_states(session, ids, key, n_rules)
-    if not ids:
-        return states
-    by_lead: dict[int, list[int]] = {}
-    # The (lead_id, occurred_at, id) index covers this: no event row is read.
-    for lid, eid in _raw_rows(
-        session, f"SELECT lead_id, id FROM activities WHERE lead_id IN ({_id_list(ids)})", {}
-    ):
-        by_lead.setdefault(int(lid), []).append(int(eid))
-    fold: dict[int, list[int]] = {}
-    rebuild: dict[int, list[int]] = {}
-    for lid in ids:
-        evs = by_lead.get(lid, [])
-        st = states.get(lid)
-        if st is not None and st.ruleset == key:
-            new = [e for e in evs if e > st.last_event_id]
-            if st.events + len(new) == len(evs):
-                if new:
-                    fold[lid] = new
-                continue
-        if evs or st is not None:
-            rebuild[lid] = evs
-    wanted = [e for evs in (*fold.values(), *rebuild.values()) for e in evs]
-    if not wanted:
-        return states
-    records = _fetch_events(session, wanted)
-    matcher = core.rule_matcher(model)
-    hls = core.half_lives_seconds(model)
-    changed: list[tuple[Any, ...]] = []
-    late: list[int] = []
-    for lid, new_ids in fold.items():
-        st = states[lid]
-        recs = records.get(lid, [])
-        folded = core.fold_events(model, st.state, st.ref, recs, matcher, hls)
-        if folded is None:  # an event for a cap period already closed: rebuild
-            late.append(lid)
-            continue
-        st.state, st.ref = folded
-        st.events += len(new_ids)
-        st.last_event_id = max(st.last_event_id, *new_ids)
-        st.max_at = _max_at(recs, st.max_at)
-        changed.append(st.row(lid))
-    if late:
-        more = _fetch_events(session, [e for lid in late for e in by_lead[lid]])
-        records.update(more)
-        for lid in late:
-            rebuild[lid] = by_lead[lid]
-    for lid, evs in rebuild.items():
-        recs = records.get(lid, [])
-        folded = core.fold_events(model, core.empty_state(1, n_rules)[0], 0.0, recs, matcher, hls)
-        assert folded is not None  # oldest first: nothing is late
-        st = _LeadState(key, folded[1], len(evs), max(evs, default=0), _max_at(recs, -math.inf), folded[0])
-        states[lid] = st
-        changed.append(st.row(lid))
-    _upsert_states(session, changed)
-    return states
+    k = len(model.engagement.rules)
+    n = len(ids)
+    want = np.asarray(ids, dtype=np.int64)
+    state = core.empty_state(n, k)
+    ref = np.zeros(n, dtype=np.float64)
+    max_at = np.full(n, -np.inf)
+    events = np.zeros(n, dtype=np.int64)
+    last = np.zeros(n, dtype=np.int64)
+    stored = np.zeros(n, dtype=np.bool_)  # a row exists
+    usable = np.zeros(n, dtype=np.bool_)  # ... of this ruleset
+    if not n:
+        return state, ref, max_at, events, last, stored
+    id_list = _id_list(ids)
+    rows = _raw_rows(
+        session,
+        f"SELECT lead_id, ruleset, ref, events, last_event_id, max_at, state FROM lead_engagement "
+        f"WHERE lead_id IN ({id_list})",
+        {},
+    )
+    size = _state_size(k)
+    for lid, ruleset, r, cnt, lst, mx, blob in rows:
+        i = int(np.searchsorted(want, int(lid)))
+        stored[i] = True
+        data = bytes(blob)
+        if ruleset == key and len(data) == size:
+            usable[i] = True
+            state[i] = np.frombuffer(data, dtype=np.float64).reshape(k, core.STATE_FIELDS)
+            ref[i], events[i], last[i], max_at[i] = float(r), int(cnt), int(lst), float(mx)
+    # Every event of these leads: the (lead_id, occurred_at, id) index covers this.
+    evs = _raw_rows(
+        session,
+        f"SELECT lead_id, id, {_epoch_sql(session.get_bind().dialect.name, 'occurred_at')} FROM activities "
+        f"WHERE lead_id IN ({id_list})",
+        {},
+    )
+    ev = np.array(evs, dtype=np.float64).reshape(-1, 3) if evs else np.zeros((0, 3))
+    ev_pos = np.searchsorted(want, ev[:, 0].astype(np.int64))
+    ev_id = ev[:, 1].astype(np.int64)
+    ev_t = ev[:, 2]
+    n_all = np.bincount(ev_pos, minlength=n)
+    is_new = ev_id > last[ev_pos]
+    n_new = np.bincount(ev_pos[is_new], minlength=n)
+    fold = usable & (events + n_new == n_all)
+    rebuild = ~fold & ((n_all > 0) | stored)
+    changed = (fold & (n_new > 0)) | rebuild
+
+    def fold_in(
+        lead_mask: np.ndarray[Any, np.dtype[np.bool_]], ev_mask: np.ndarray[Any, np.dtype[np.bool_]]
+    ) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Fold the events in ``ev_mask`` into the leads of ``lead_mask``; returns the leads with a
+        late event (left as they were)."""
+
+        m_lead, m_rule, m_t = _matched_events(session, model, ev_id[ev_mask].tolist())
+        pos = np.searchsorted(want, m_lead)
+        sub = np.flatnonzero(lead_mask)
+        local = np.full(n, -1, dtype=np.int64)
+        local[sub] = np.arange(len(sub))
+        new_state, new_ref, late = core.fold_batch(model, state[sub], ref[sub], local[pos], m_rule, m_t)
+        state[sub], ref[sub] = new_state, new_ref
+        out = np.zeros(n, dtype=np.bool_)
+        out[sub[late]] = True
+        return out
+
+    # Leads to rebuild start from nothing; then one fold of every event needed.
+    state[rebuild] = core.empty_state(int(rebuild.sum()), k)
+    ref[rebuild] = 0.0
+    folding = (fold & (n_new > 0)) | rebuild
+    late = fold_in(folding, folding[ev_pos] & (is_new | rebuild[ev_pos]))
+    if late.any():  # an event for a cap period already closed: rebuild those from all events
+        state[late] = core.empty_state(int(late.sum()), k)
+        ref[late] = 0.0
+        fold_in(late, late[ev_pos])
+        rebuild |= late
+    # Counts, highest id and latest time of the events folded.
+    new_max = np.full(n, -np.inf)
+    np.maximum.at(new_max, ev_pos[is_new], ev_t[is_new])
+    all_max = np.full(n, -np.inf)
+    np.maximum.at(all_max, ev_pos, ev_t)
+    all_last = np.zeros(n, dtype=np.int64)
+    np.maximum.at(all_last, ev_pos, ev_id)
+    max_at = np.where(rebuild, all_max, np.maximum(max_at, new_max))
+    last = np.where(rebuild, all_last, np.maximum(last, all_last))
+    events = np.where(rebuild, n_all, events + n_new)
+    out_rows = [
+        (lid, key, float(ref[i]), int(events[i]), int(last[i]), float(max_at[i]), state[i].tobytes())
+        for i, lid in zip(np.flatnonzero(changed).tolist(), want[changed].tolist(), strict=True)
+    ]
+    _upsert_states(session, out_rows)
+    return state, ref, max_at, events, last, stored | (n_all > 0)
 
 
 def _upsert_states(session: Session, rows: list[tuple[Any, ...]]) -> None:
@@ -1065,19 +1106,16 @@ def _stamp(dialect: str, t: datetime) -> Any:
 
 
 def _executemany(session: Session, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """executemany on the DBAPI cursor with ``?`` placeholders (bulk writes without per-row
-    SQLAlchemy type processing)."""
+    """executemany with ``?`` placeholders and plain DBAPI values (bulk writes without per-row
+    SQLAlchemy type processing); through the connection, so that the engine's events run (on
+    SQLite: BEGIN IMMEDIATE before the first write)."""
 
     if not rows:
         return
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         sql = sql.replace("?", "%s")
-    cur: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cur.executemany(sql, rows)
-    finally:
-        cur.close()
+    conn.exec_driver_sql(sql, rows)
 
 
 _SCORE_COLUMNS = (
@@ -1178,6 +1216,10 @@ class _Previous:
     engagement: np.ndarray[Any, np.dtype[np.float64]]
     total: np.ndarray[Any, np.dtype[np.float64]]
     armed: np.ndarray[Any, np.dtype[np.bool_]]  # leads x thresholds (never seen: armed)
+    version: np.ndarray[Any, np.dtype[np.int64]]
+    grade: np.ndarray[Any, np.dtype[np.object_]]
+    # The stored armed state names exactly the model's thresholds (else it is rewritten).
+    armed_exact: np.ndarray[Any, np.dtype[np.bool_]]
 
 
 def _previous(session: Session, ids: Sequence[int], tids: Sequence[str]) -> _Previous:
@@ -1188,6 +1230,9 @@ def _previous(session: Session, ids: Sequence[int], tids: Sequence[str]) -> _Pre
         np.zeros(n),
         np.zeros(n),
         np.ones((n, len(tids)), dtype=np.bool_),
+        np.full(n, -1, dtype=np.int64),
+        np.full(n, None, dtype=object),
+        np.zeros(n, dtype=np.bool_),
     )
     if not n:
         return out
@@ -1195,53 +1240,98 @@ def _previous(session: Session, ids: Sequence[int], tids: Sequence[str]) -> _Pre
     order = np.argsort(want, kind="stable")
     parsed: dict[Any, int] = {}  # distinct armed values (a handful) -> row of ``table``
     table: list[list[bool]] = []
+    exact: list[bool] = []
+
+    def code_of(a: Any) -> int:
+        key = tuple(sorted(a.items())) if isinstance(a, dict) else a
+        code = parsed.get(key)
+        if code is None:
+            value = a if isinstance(a, dict) or a is None else json.loads(a)
+            value = value or {}
+            code = parsed[key] = len(table)
+            table.append([bool(value.get(t, True)) for t in tids])
+            exact.append(a is not None and set(value) == set(tids))
+        return code
+
     for start in range(0, n, 30_000):
         part = ids[start : start + 30_000]
         rows = _raw_rows(
             session,
-            "SELECT lead_id, fit, engagement, total, armed FROM lead_scores "
+            "SELECT lead_id, fit, engagement, total, armed, model_version, grade FROM lead_scores "
             f"WHERE lead_id IN ({_id_list(part)})",
             {},
         )
         if not rows:
             continue
-        lid, fit, eng, total, armed = zip(*rows, strict=True)
+        lid, fit, eng, total, armed, version, grade = zip(*rows, strict=True)
         pos = order[np.searchsorted(want, np.asarray(lid, dtype=np.int64), sorter=order)]
-        codes = []
-        for a in armed:
-            key = tuple(sorted(a.items())) if isinstance(a, dict) else a
-            code = parsed.get(key)
-            if code is None:
-                value = a if isinstance(a, dict) or a is None else json.loads(a)
-                value = value or {}
-                code = parsed[key] = len(table)
-                table.append([bool(value.get(t, True)) for t in tids])
-            codes.append(code)
+        if not any(isinstance(a, dict) for a in armed):
+            # JSON text (SQLite): a handful of distinct values, mapped at C speed.
+            distinct = {a: code_of(a) for a in dict.fromkeys(armed)}
+            codes = np.fromiter(map(distinct.__getitem__, armed), dtype=np.int64, count=len(armed))
+        else:
+            codes = np.fromiter(map(code_of, armed), dtype=np.int64, count=len(armed))
         out.found[pos] = True
         out.fit[pos] = np.asarray(fit, dtype=np.float64)
         out.engagement[pos] = np.asarray(eng, dtype=np.float64)
         out.total[pos] = np.asarray(total, dtype=np.float64)
+        out.version[pos] = np.asarray(version, dtype=np.int64)
+        out.grade[pos] = np.asarray(grade, dtype=object)
+        out.armed_exact[pos] = np.asarray(exact, dtype=np.bool_)[codes]
         if tids:
             out.armed[pos] = np.asarray(table, dtype=np.bool_).reshape(-1, len(tids))[codes]
     return out
 
 
+def _act(
+    session: Session,
+    active: ActiveModel,
+    crossings: Sequence[tuple[int, core.Threshold, float]],
+    now: datetime,
+    result: RescoreResult,
+) -> list[dict[str, Any]]:
+    """Carry out the crossings' actions (in order: lead, then threshold); returns the
+    threshold_firings rows. The moves to MQL of all these leads go first, together
+    (:func:`_moves_to_mql`), so that the other actions see each lead after its move (as one lead
+    at a time would: the move is the first action of its threshold)."""
+
+    leads_by_id = {
+        lead.id: lead
+        for lead in session.scalars(select(Lead).where(Lead.id.in_(sorted({c[0] for c in crossings}))))
+    }
+    mql = _moves_to_mql(
+        session,
+        active,
+        [
+            (leads_by_id[lid], t, value)
+            for lid, t, value in crossings
+            if lid in leads_by_id and any(isinstance(a, core.MoveToMql) for a in t.actions)
+        ],
+    )
+    rows: list[dict[str, Any]] = []
+    for lead_id, threshold, value in crossings:
+        result.crossings += 1
+        lead = leads_by_id.get(lead_id)
+        if lead is None:
+            continue
+        rows += _apply_actions(session, active, lead, threshold, value, now, result, mql)
+    return rows
+
+
 def _apply_actions(
     session: Session,
     active: ActiveModel,
-    lead_id: int,
+    lead: Lead,
     threshold: core.Threshold,
     value: float,
     now: datetime,
     result: RescoreResult,
+    mql: Mapping[tuple[int, str], tuple[str, str | None]],
 ) -> list[dict[str, Any]]:
-    """Carry out one crossing's actions; returns the threshold_firings rows."""
+    """One crossing's actions (the move to MQL already made: ``mql`` has its outcome)."""
 
-    result.crossings += 1
+    lead_id = lead.id
     rows: list[dict[str, Any]] = []
-    lead = session.get(Lead, lead_id)
-    if lead is None:
-        return rows
     base = {"lead_id": lead_id, "threshold_id": threshold.id, "model_version": active.version, "score": value}
     emit(
         session,
@@ -1256,7 +1346,7 @@ def _apply_actions(
         payload: dict[str, Any] = action.model_dump(mode="json")
         outcome, detail = "emitted", None
         if isinstance(action, core.MoveToMql):
-            outcome, detail = _move_to_mql(session, active, lead, threshold, value)
+            outcome, detail = mql[(lead_id, threshold.id)]
         elif lead.stage in QUIET_STAGES:
             outcome, detail = "skipped", f"the lead is {lead.stage}: no follow-up"
         elif isinstance(action, core.CreateTask):
@@ -1313,6 +1403,55 @@ def _apply_actions(
             }
         )
     return rows
+
+
+def _moves_to_mql(
+    session: Session, active: ActiveModel, wanted: Sequence[tuple[Lead, core.Threshold, float]]
+) -> dict[tuple[int, str], tuple[str, str | None]]:
+    """Move these leads to MQL, set-based (:func:`leadflow.leads.service.transition_many`: one
+    stage change, audit entry and ``lead.stage_changed`` per lead); the outcome and detail per
+    (lead, threshold). Leads for whom the move is not legal are skipped with the reason. Should
+    the set-based move fail (a lead changed meanwhile, an in-transaction subscriber refusing
+    one), it is undone and the leads move one at a time, each in its own savepoint."""
+
+    out: dict[tuple[int, str], tuple[str, str | None]] = {}
+    batch: list[tuple[Lead, core.Threshold, float]] = []
+    moving: set[int] = set()
+    for lead, threshold, value in wanted:
+        current = Stage(lead.stage)
+        if lead.merged_into_id is not None:
+            out[(lead.id, threshold.id)] = ("skipped", f"lead was merged into lead {lead.merged_into_id}")
+        elif lead.origin == Origin.SALES.value:
+            out[(lead.id, threshold.id)] = ("skipped", "sales-sourced leads skip the MQL step")
+        elif lead.id in moving or Stage.MQL not in lifecycle.legal_targets(current, Origin(lead.origin)):
+            stage = Stage.MQL.value if lead.id in moving else current.value
+            out[(lead.id, threshold.id)] = ("skipped", f"moving from {stage} to mql is not a legal move")
+        else:
+            moving.add(lead.id)
+            batch.append((lead, threshold, value))
+    if not batch:
+        return out
+    moves = [
+        (
+            lead,
+            lifecycle.ScoreThreshold(score=value, threshold=threshold.at, model_version=str(active.version)),
+            f"score {value:.1f} reached {threshold.at:g} ({threshold.label or threshold.id})",
+        )
+        for lead, threshold, value in batch
+    ]
+    before = {lead.id: lead.stage for lead, _, _ in batch}
+    try:
+        with session.begin_nested():
+            leads.transition_many(session, SCORING_ACTOR, moves, Stage.MQL)
+    except (lifecycle.LifecycleError, InvalidInput, Forbidden, Conflict):
+        for lead, _, _ in batch:
+            session.expire(lead)
+        for lead, threshold, value in batch:
+            out[(lead.id, threshold.id)] = _move_to_mql(session, active, lead, threshold, value)
+        return out
+    for lead, threshold, _ in batch:
+        out[(lead.id, threshold.id)] = ("done", f"moved from {before[lead.id]} to mql")
+    return out
 
 
 def _move_to_mql(
@@ -1396,17 +1535,36 @@ def _write(
     history = [
         (ids[i], stamp, fit[i], eng[i], total[i], active.version) for i in np.flatnonzero(moved).tolist()
     ]
+    # A score that is exactly what is stored (same model version, values, grade and armed state)
+    # is not written again: a rescore that changes nothing writes nothing.
+    same = (
+        prev.found
+        & (prev.version == active.version)
+        & (prev.fit == arrays.fit)
+        & (prev.engagement == arrays.engagement)
+        & (prev.total == arrays.total)
+        & (prev.grade == arrays.grade)
+        & prev.armed_exact
+        & (prev.armed == new_armed).all(axis=1)
+    )
+    if explanations is None and same.any():
+        score_rows = list(itertools.compress(score_rows, (~same).tolist()))
     _upsert(session, score_rows)
     _insert_history(session, history)
     result.leads += n
     result.changed += len(history)
-    firing_rows: list[dict[str, Any]] = []
-    for i, j in zip(*np.nonzero(fired), strict=True):
-        t = model.thresholds[int(j)]
-        value = float(arrays.as_mapping()[t.score][int(i)])
-        firing_rows += _apply_actions(session, active, ids[int(i)], t, value, now, result)
-    if firing_rows:
-        session.execute(insert(ThresholdFiring), firing_rows)
+    crossings = [
+        (
+            ids[int(i)],
+            model.thresholds[int(j)],
+            float(arrays.as_mapping()[model.thresholds[int(j)].score][int(i)]),
+        )
+        for i, j in zip(*np.nonzero(fired), strict=True)
+    ]
+    if crossings:
+        firing_rows = _act(session, active, crossings, now, result)
+        if firing_rows:
+            session.execute(insert(ThresholdFiring), firing_rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1462,13 +1620,11 @@ def _rescore_some(
     if not scored:
         return
     fit = core.fit_points_matrix(active.model, cols, len(scored))
-    states = refresh_states(session, active.model, scored)
-    eng = _engagement_from_states(session, active.model, scored, states, now)
+    state, ref, max_at, *_ = refresh_arrays(session, active.model, scored)
+    eng = _engagement_from_arrays(session, active.model, scored, state, ref, max_at, now)
     arrays = core.scale_scores(active.model, fit, eng)
-    summaries = [
-        core.explanation_summary(active.model, f, e) for f, e in zip(fit.tolist(), eng.tolist(), strict=True)
-    ]
-    _write(session, active, scored, arrays, summaries, now, result, fire)
+    # No explanation stored: :func:`explain` computes the full one on request.
+    _write(session, active, scored, arrays, None, now, result, fire)
 
 
 # Leads touched by the events of one commit, rescored together right after it (a batch of 1,000

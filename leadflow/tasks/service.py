@@ -20,6 +20,7 @@ from leadflow.auth.models import User
 from leadflow.auth.ownership import require_assignable_owner
 from leadflow.auth.principal import Perm, Principal, Visibility
 from leadflow.clock import now as clock_now
+from leadflow.core import consent
 from leadflow.core.calendar import is_valid_zone, local_day_bounds, zone
 from leadflow.core.engagement import ActivityType
 from leadflow.db.pagination import Page, keyset, page_of
@@ -153,6 +154,10 @@ def create_task(
         lead = get_lead(session, actor, lead_id)
         if lead.merged_into_id is not None:
             raise InvalidInput("lead_id", f"lead {lead_id} was merged into lead {lead.merged_into_id}")
+        # Nobody is asked to email a lead that opted out (a threshold's email task included).
+        refusal = consent.email_refusal(lead, automated=False) if kind is TaskKind.EMAIL else None
+        if refusal is not None:
+            raise InvalidInput("kind", f"lead {lead_id} may not be emailed: {refusal}")
     if owner_id is None and assign_default:
         owner_id = lead.owner_id if lead is not None and lead.owner_id else actor.user_id
     if actor.user_id is not None:  # system actors (events, the worker) assign freely
