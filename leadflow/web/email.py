@@ -3,8 +3,8 @@ sent with the cadences feature's SMTP sender (``cadences.mail``: the same From, 
 List-Unsubscribe header and unsubscribe footer as sequence emails) and logged as an
 ``email_sent`` activity on the lead's timeline (which is also the handoff's first touch).
 
-Refused before anything is sent: a lead without an address, an unsubscribed lead, a lead whose
-email consent is not granted.
+Refused before anything is sent: a lead without an address, an unsubscribed lead, a lead that
+denied email consent (the rule every sending path applies: ``core.consent.email_refusal``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from leadflow.audit.service import record
 from leadflow.auth.principal import Perm, Principal
 from leadflow.cadences import mail
+from leadflow.core import consent
 from leadflow.core.engagement import ActivityType
 from leadflow.db.base import Database, utcnow
 from leadflow.errors import Conflict, InvalidInput, LeadflowError
@@ -33,17 +34,15 @@ class NotSent(LeadflowError):
 
 
 def why_not(lead: Lead) -> str | None:
-    """Why this lead may not be emailed now (None: it may)."""
+    """Why this lead may not be emailed now (None: it may). The consent rule is the one every
+    sending path applies (``core.consent.email_refusal``): a rep's one-to-one email honours an
+    opt-out (unsubscribed, consent denied) but does not wait for consent to be recorded."""
 
     if lead.merged_into_id is not None:
         return f"this lead was merged into lead {lead.merged_into_id}"
     if not lead.email:
         return "the lead has no email address"
-    if lead.unsubscribed:
-        return "the lead unsubscribed from email"
-    if lead.consent != "granted":
-        return f"no email consent (consent is {lead.consent})"
-    return None
+    return consent.email_refusal(lead, automated=False)
 
 
 @dataclass(frozen=True)
