@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from leadflow.audit.service import record
 from leadflow.auth.principal import Perm, Principal
 from leadflow.cadences import mail
+from leadflow.core import consent
 from leadflow.core.engagement import ActivityType
 from leadflow.db.base import Database, utcnow
 from leadflow.errors import Conflict, InvalidInput, LeadflowError
@@ -37,13 +38,8 @@ def why_not(lead: Lead) -> str | None:
 
     if lead.merged_into_id is not None:
         return f"this lead was merged into lead {lead.merged_into_id}"
-    if not lead.email:
-        return "the lead has no email address"
-    if lead.unsubscribed:
-        return "the lead unsubscribed from email"
-    if lead.consent != "granted":
-        return f"no email consent (consent is {lead.consent})"
-    return None
+    # The one consent check every sending path makes (sequences, email tasks, this).
+    return consent.email_refusal(lead, sending=True)
 
 
 @dataclass(frozen=True)
