@@ -242,7 +242,8 @@ def complete_task(
         raise InvalidInput("status", f"task {task_id} is already {task.status}")
     before = _snap(task)
     if task.kind == TaskKind.CALL.value:
-        if outcome is None:
+        if outcome is None or outcome not in {o.value for o in CallOutcome}:
+            # Checked here too: a call task without a lead never reaches log_call's check.
             raise InvalidInput(
                 "outcome", f"a call needs its outcome: {', '.join(o.value for o in CallOutcome)}"
             )
