@@ -30,7 +30,7 @@ def email_refusal(lead: Contact, *, sending: bool) -> str | None:
     if sending and not lead.email:
         return "the lead has no email address"
     if lead.unsubscribed:
-        return "the lead unsubscribed from email"
+        return "the lead unsubscribed"
     if lead.consent == "denied":
         return "no email consent (consent is denied)"
     if sending and lead.consent != "granted":

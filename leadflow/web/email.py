@@ -3,8 +3,8 @@ sent with the cadences feature's SMTP sender (``cadences.mail``: the same From, 
 List-Unsubscribe header and unsubscribe footer as sequence emails) and logged as an
 ``email_sent`` activity on the lead's timeline (which is also the handoff's first touch).
 
-Refused before anything is sent: a lead without an address, an unsubscribed lead, a lead whose
-email consent is not granted.
+Refused before anything is sent: a lead without an address, an unsubscribed lead, a lead that
+denied email consent (the rule every sending path applies: ``core.consent.email_refusal``).
 """
 
 from __future__ import annotations
@@ -34,12 +34,17 @@ class NotSent(LeadflowError):
 
 
 def why_not(lead: Lead) -> str | None:
-    """Why this lead may not be emailed now (None: it may)."""
+    """Why this lead may not be emailed now (None: it may). The consent rule is the one every
+    sending path applies (``core.consent.email_refusal``): a rep's one-to-one email honours an
+    opt-out (unsubscribed, consent denied) but does not wait for consent to be recorded."""
 
     if lead.merged_into_id is not None:
         return f"this lead was merged into lead {lead.merged_into_id}"
-    # The one consent check every sending path makes (sequences, email tasks, this).
-    return consent.email_refusal(lead, sending=True)
+    if not lead.email:
+        return "the lead has no email address"
+    # The one consent check every sending path makes: a rep's own one-to-one email honours an
+    # opt-out and a denial, without waiting for consent to be recorded.
+    return consent.email_refusal(lead, sending=False)
 
 
 @dataclass(frozen=True)
