@@ -107,11 +107,22 @@ def _restore_cadence_reactions() -> Iterator[None]:
     the suite's database, or a later test's events land in a finished test's file."""
 
     from leadflow.cadences import handlers
+    from leadflow.pipeline import signals
 
     before = handlers._db
+    known = {id(d) for d in scoring.registered()} | {id(d) for d in signals._databases.values()}
     yield
     if before is not None:
         handlers.register(before)
+    # The reactions hold the databases they were wired to: release the ones a test's CLI commands
+    # (or its own app) opened, or their connection pools pile up (PostgreSQL runs out of slots).
+    extra = {id(d): d for d in [*scoring.registered(), *signals._databases.values()] if id(d) not in known}
+    for stale in extra.values():
+        scoring.unregister(stale)
+        signals.unregister(stale)
+        if handlers._db is stale:
+            handlers.unregister()
+        stale.engine.dispose()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ check (``leadflow.core.consent.email_refusal``):
   real local SMTP server: only a lead with consent given and not unsubscribed gets mail;
 * the worker right before the message leaves: a lead that unsubscribed after the step was
   rendered gets nothing, and its enrollment stops;
+* the one-off email from the lead page (web UI): tests/test_web_email.py;
 * email tasks (a rep's one-to-one email), opened through the API, the web UI or a scoring
   threshold's task action: refused for a lead that unsubscribed or denied consent.
 
@@ -65,12 +66,12 @@ def test_the_one_check() -> None:
         def __init__(self, email: str | None, consent: str, unsubscribed: bool) -> None:
             self.email, self.consent, self.unsubscribed = email, consent, unsubscribed
 
-    assert email_refusal(L("a@b.c", "granted", False), automated=True) is None
-    assert email_refusal(L("a@b.c", "unknown", False), automated=False) is None
+    assert email_refusal(L("a@b.c", "granted", False), sending=True) is None
+    assert email_refusal(L("a@b.c", "unknown", False), sending=False) is None
     for lead in (L("a@b.c", "granted", True), L("a@b.c", "denied", False)):
-        assert email_refusal(lead, automated=True) and email_refusal(lead, automated=False)
-    assert "consent" in (email_refusal(L("a@b.c", "unknown", False), automated=True) or "")
-    assert "address" in (email_refusal(L(None, "granted", False), automated=True) or "")
+        assert email_refusal(lead, sending=True) and email_refusal(lead, sending=False)
+    assert "consent" in (email_refusal(L("a@b.c", "unknown", False), sending=True) or "")
+    assert "address" in (email_refusal(L(None, "granted", False), sending=True) or "")
 
 
 @pytest.mark.parametrize("path", ["api", "threshold"])

@@ -176,3 +176,19 @@ def test_leads_imported_through_the_cli_are_scored_like_through_the_api(
         assert api_score[0] is not None, first
         assert cli_score == api_score, (first, cli_score, api_score)
     assert len({v[0] for v in by_email.values()}) > 1  # the rows score differently: a real check
+
+
+def test_completing_a_call_task_without_a_lead_checks_the_outcome(
+    client: TestClient, admin: Actor, db: Database
+) -> None:
+    """Found by `make fuzz` (as a rep): a call task with no lead completed with an unknown
+    outcome raised ValueError (500); the outcome is now checked before anything changes."""
+
+    task = _post(client, admin, "/api/tasks", {"kind": "call", "title": "Call back the front desk"})
+    r = client.post(
+        f"/api/tasks/{task['id']}/complete", json={"outcome": "predictive scoring"}, headers=admin.headers
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["outcome"], r.text
+    assert client.get(f"/api/tasks/{task['id']}", headers=admin.headers).json()["status"] == "open"
+    r = client.post(f"/api/tasks/{task['id']}/complete", json={"outcome": "voicemail"}, headers=admin.headers)
+    assert r.status_code == 200 and r.json()["outcome"] == "voicemail", r.text

@@ -642,13 +642,13 @@ def _prepare(session: Session, run: StepRun, now: datetime) -> mail.OutgoingEmai
         _advance(session, enrollment, lead, run.step_index, now)
         return None
     assert isinstance(step, core.EmailStep)
-    refusal = consent.email_refusal(lead, automated=True)
+    refusal = consent.email_refusal(lead, sending=True)
     if refusal is not None:
         _close(run, "skipped", now, refusal)
         record(session, WORKER, "sequence_step", run.id, "skip", reason=refusal)
         _advance(session, enrollment, lead, run.step_index, now)
         return None
-    assert lead.email  # email_refusal(automated=True) refuses a lead without an address
+    assert lead.email  # email_refusal(sending=True) refuses a lead without an address
     message_id = run.message_id or mail.new_message_id()
     subject = " ".join(core.render(step.subject, context).split())[:500]
     run.message_id = message_id
@@ -673,7 +673,7 @@ def _send(db: Database, step_id: int, message: mail.OutgoingEmail, now: datetime
         assert run is not None
         lead = s.get(Lead, run.lead_id)
         enrollment = s.get(Enrollment, run.enrollment_id)
-        refusal = consent.email_refusal(lead, automated=True) if lead is not None else "the lead is gone"
+        refusal = consent.email_refusal(lead, sending=True) if lead is not None else "the lead is gone"
         if refusal is not None:
             _close(run, "skipped", now, f"not sent: {refusal}")
             record(s, WORKER, "sequence_step", run.id, "skip", reason=refusal)

@@ -155,7 +155,7 @@ def create_task(
         if lead.merged_into_id is not None:
             raise InvalidInput("lead_id", f"lead {lead_id} was merged into lead {lead.merged_into_id}")
         # Nobody is asked to email a lead that opted out (a threshold's email task included).
-        refusal = consent.email_refusal(lead, automated=False) if kind is TaskKind.EMAIL else None
+        refusal = consent.email_refusal(lead, sending=False) if kind is TaskKind.EMAIL else None
         if refusal is not None:
             raise InvalidInput("kind", f"lead {lead_id} may not be emailed: {refusal}")
     if owner_id is None and assign_default:
@@ -242,7 +242,8 @@ def complete_task(
         raise InvalidInput("status", f"task {task_id} is already {task.status}")
     before = _snap(task)
     if task.kind == TaskKind.CALL.value:
-        if outcome is None:
+        if outcome is None or outcome not in {o.value for o in CallOutcome}:
+            # Checked here too: a call task without a lead never reaches log_call's check.
             raise InvalidInput(
                 "outcome", f"a call needs its outcome: {', '.join(o.value for o in CallOutcome)}"
             )

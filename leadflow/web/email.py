@@ -42,7 +42,9 @@ def why_not(lead: Lead) -> str | None:
         return f"this lead was merged into lead {lead.merged_into_id}"
     if not lead.email:
         return "the lead has no email address"
-    return consent.email_refusal(lead, automated=False)
+    # The one consent check every sending path makes: a rep's own one-to-one email honours an
+    # opt-out and a denial, without waiting for consent to be recorded.
+    return consent.email_refusal(lead, sending=False)
 
 
 @dataclass(frozen=True)
