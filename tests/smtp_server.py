@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from leadflow.config import get_settings
 
 
 def free_port() -> int:
@@ -59,3 +62,30 @@ def smtp_server() -> Iterator[tuple[Inbox, int]]:
     finally:
         inbox.stall_seconds = 0
         controller.stop()
+
+
+@contextmanager
+def smtp_inbox(**extra_env: str) -> Iterator[Inbox]:
+    """A local SMTP server with Leadflow's settings pointing at it (and ``extra_env``) for the
+    duration; the previous environment and settings come back afterwards."""
+
+    with smtp_server() as (box, port):
+        env = {
+            "LEADFLOW_SMTP_HOST": "127.0.0.1",
+            "LEADFLOW_SMTP_PORT": str(port),
+            "LEADFLOW_SECRET_KEY": "test-secret",
+            "LEADFLOW_PUBLIC_URL": "https://crm.example.com",
+            **extra_env,
+        }
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        get_settings.cache_clear()
+        try:
+            yield box
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            get_settings.cache_clear()

@@ -14,7 +14,7 @@ import pytest
 from conftest import Actor, make_user
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from smtp_server import Inbox, smtp_server
+from smtp_server import Inbox, smtp_inbox
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -58,26 +58,8 @@ def clock() -> Iterator[SettableClock]:
 
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
-    with smtp_server() as (box, port):
-        env = {
-            "LEADFLOW_SMTP_HOST": "127.0.0.1",
-            "LEADFLOW_SMTP_PORT": str(port),
-            "LEADFLOW_SECRET_KEY": "test-secret",
-            "LEADFLOW_PUBLIC_URL": "https://crm.example.com",
-            "LEADFLOW_CADENCE_WEEKLY_CAP": "6",
-        }
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        get_settings.cache_clear()
-        try:
-            yield box
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            get_settings.cache_clear()
+    with smtp_inbox(LEADFLOW_CADENCE_WEEKLY_CAP="6") as box:
+        yield box
 
 
 def make_lead(

@@ -3,44 +3,25 @@ local SMTP server (aiosmtpd), logged as an email_sent activity, refused without 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 from conftest import Actor, make_user
 from fastapi.testclient import TestClient
-from smtp_server import Inbox, smtp_server
+from smtp_server import Inbox, smtp_inbox
 from sqlalchemy import select
 from test_web_server import _lead, sign_in
 
 from leadflow.audit.models import AuditEntry
 from leadflow.auth.models import Role
-from leadflow.config import get_settings
 from leadflow.db.base import Database
 from leadflow.leads.models import Activity
 
 
 @pytest.fixture
 def inbox() -> Iterator[Inbox]:
-    with smtp_server() as (box, port):
-        env = {
-            "LEADFLOW_SMTP_HOST": "127.0.0.1",
-            "LEADFLOW_SMTP_PORT": str(port),
-            "LEADFLOW_SECRET_KEY": "test-secret",
-            "LEADFLOW_PUBLIC_URL": "https://crm.example.com",
-        }
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        get_settings.cache_clear()
-        try:
-            yield box
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            get_settings.cache_clear()
+    with smtp_inbox() as box:
+        yield box
 
 
 def _emails(db: Database, lead_id: int) -> list[Activity]:
