@@ -262,8 +262,9 @@ def main() -> None:
         print(
             f"FULL RESCORE, {label}: {res.leads:,} leads, {args.events:,} events in {took:.2f}s wall, "
             f"{cpu:.2f}s CPU = {res.leads / took:,.0f} leads/s; engagement "
-            f"{'rebuilt from the events' if res.rebuilt else 'from the kept state'}; {res.changed:,} history "
-            f"points, {res.crossings:,} crossings; peak RSS {rss_mib():,.0f} MiB; load {load()}"
+            f"{'rebuilt from the events' if res.rebuilt else 'from the kept state'}; {res.changed:,} scores "
+            f"moved, {res.history:,} history points, {res.crossings:,} crossings; "
+            f"peak RSS {rss_mib():,.0f} MiB; load {load()}"
         )
         print("  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items()))
 

@@ -21,7 +21,7 @@ from leadflow.db.base import Database
 from leadflow.leads import activities
 from leadflow.leads import service as leads
 from leadflow.scoring import service as svc
-from leadflow.scoring.models import EngagementBuild, LeadEngagement, LeadScore, ThresholdFiring
+from leadflow.scoring.models import EngagementBuild, LeadEngagement, LeadScore, ScoreHistory, ThresholdFiring
 
 NOW = datetime.now(UTC)
 HOT = {"job_title": "VP Sales", "industry": "Software", "employee_count": 300}
@@ -248,3 +248,36 @@ def test_thresholds_fire_once_across_incremental_and_full_rescores(scoring: Data
             .where(ThresholdFiring.lead_id == lid, ThresholdFiring.threshold_id == "marketing_email")
         )
     assert n == 2  # move_to_mql and enroll_sequence, once
+
+
+def test_a_decay_refresh_records_history_when_the_shown_score_moves(scoring: Database, admin: Actor) -> None:
+    # A demo request (30 of 100 engagement points) on a perfect fit: total 65, decaying with the
+    # default 30-day half-life. The nightly refresh moves every score a little; the history gets
+    # a point when the score as shown (whole numbers, grade, thresholds) changes, and always for a
+    # new model version.
+    lid = new_lead(scoring, 0)
+    ingest(scoring, [{"lead_id": lid, "type": "demo_request", "occurred_at": NOW}])
+
+    def points() -> list[tuple[float, int]]:
+        with scoring.transaction() as s:
+            rows = s.scalars(
+                select(ScoreHistory).where(ScoreHistory.lead_id == lid).order_by(ScoreHistory.id)
+            )
+            return [(round(h.total, 2), h.model_version) for h in rows]
+
+    start = points()
+    assert [round(t) for t, _ in start] == [50, 65]  # created (fit only), then the event
+    hour = svc.rescore_all(scoring, admin.principal, as_of=NOW + timedelta(hours=1), fire=False)
+    assert (hour.changed, hour.history) == (1, 0)  # 64.99: still 65 as shown
+    assert stored(scoring, [lid])[lid][2] == pytest.approx(65 - 15 * (1 - 0.5 ** (1 / 720)), abs=1e-9)
+    days = svc.rescore_all(scoring, admin.principal, as_of=NOW + timedelta(days=2), fire=False)
+    assert (days.changed, days.history) == (1, 1)  # engagement 28.6: shown 29
+    assert points()[2:] == [(round(50 + 15 * 0.5 ** (2 / 30), 2), 0)]
+
+    with scoring.transaction() as s:  # the same document as a new version: recorded on any move
+        svc.save_model(s, admin.principal, core.default_model().to_document(), activate=True)
+    new = svc.rescore_all(scoring, admin.principal, as_of=NOW + timedelta(days=2, hours=1), fire=False)
+    assert (new.changed, new.history) == (1, 1)
+    assert points()[-1][1] == 1
+    again = svc.rescore_all(scoring, admin.principal, as_of=NOW + timedelta(days=2, hours=2), fire=False)
+    assert (again.changed, again.history) == (1, 0)

@@ -30,6 +30,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -1083,7 +1084,8 @@ def _states_from_build(
 class RescoreResult:
     model_version: int
     leads: int = 0
-    changed: int = 0
+    changed: int = 0  # leads whose stored score moved (by HISTORY_EPSILON or more) or is new
+    history: int = 0  # history points written
     crossings: int = 0
     actions: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -1221,7 +1223,15 @@ class _Previous:
     armed_exact: np.ndarray[Any, np.dtype[np.bool_]]
 
 
-def _previous(session: Session, ids: Sequence[int], tids: Sequence[str]) -> _Previous:
+def _previous(
+    session: Session,
+    ids: Sequence[int],
+    tids: Sequence[str],
+    span: tuple[int, int] | None = None,
+) -> _Previous:
+    """The stored scores of ``ids``; ``span`` = [lo, hi) (the full rescore's chunk, a superset of
+    ``ids``): read with one range scan instead of lists of ids."""
+
     n = len(ids)
     out = _Previous(
         np.zeros(n, dtype=np.bool_),
@@ -1252,18 +1262,28 @@ def _previous(session: Session, ids: Sequence[int], tids: Sequence[str]) -> _Pre
             exact.append(a is not None and set(value) == set(tids))
         return code
 
-    for start in range(0, n, 30_000):
-        part = ids[start : start + 30_000]
-        rows = _raw_rows(
-            session,
-            "SELECT lead_id, fit, engagement, total, armed, model_version, grade FROM lead_scores "
-            f"WHERE lead_id IN ({_id_list(part)})",
-            {},
-        )
+    select_sql = "SELECT lead_id, fit, engagement, total, armed, model_version, grade FROM lead_scores "
+    if span is not None:
+        parts = [(f"{select_sql} WHERE lead_id >= :lo AND lead_id < :hi", {"lo": span[0], "hi": span[1]})]
+    else:
+        parts = [
+            (f"{select_sql} WHERE lead_id IN ({_id_list(ids[start : start + 30_000])})", {})
+            for start in range(0, n, 30_000)
+        ]
+    for sql, params in parts:
+        rows = _raw_rows(session, sql, params)
         if not rows:
             continue
-        lid, fit, eng, total, armed, version, grade = zip(*rows, strict=True)
-        pos = order[np.searchsorted(want, np.asarray(lid, dtype=np.int64), sorter=order)]
+        lid_arr = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        found_at = np.minimum(np.searchsorted(want, lid_arr, sorter=order), n - 1)
+        wanted = want[order[found_at]] == lid_arr
+        if not wanted.all():  # the range holds leads not asked for (merged, scored since)
+            rows = list(itertools.compress(rows, wanted.tolist()))
+            if not rows:
+                continue
+            found_at = found_at[wanted]
+        _, fit, eng, total, armed, version, grade = zip(*rows, strict=True)
+        pos = order[found_at]
         if not any(isinstance(a, dict) for a in armed):
             # JSON text (SQLite): a handful of distinct values, mapped at C speed.
             distinct = {a: code_of(a) for a in dict.fromkeys(armed)}
@@ -1481,6 +1501,39 @@ def _move_to_mql(
     return "done", f"moved from {current.value} to mql"
 
 
+def _shown(x: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """A score as the UI shows it: a whole number (half up)."""
+
+    shown: np.ndarray[Any, np.dtype[np.float64]] = np.floor(x + 0.5)
+    return shown
+
+
+def _history_points(
+    prev: _Previous,
+    arrays: core.ScoreArrays,
+    version: int,
+    new_armed: np.ndarray[Any, np.dtype[np.bool_]],
+    moved: np.ndarray[Any, np.dtype[np.bool_]],
+) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Which of the ``moved`` leads get a history point in a full rescore: under the model version
+    that computed the stored score, only those whose score changes as shown (another whole number
+    of total or engagement, fit moved: fit does not decay, another grade, a threshold fired or
+    re-armed). The nightly decay refresh otherwise writes a point per lead per day (365 million
+    rows a year at a million leads), most a fraction of a point from the one before. A new model
+    version records every moved lead (docs/scoring.md, "Explanations and history")."""
+
+    same_version = prev.found & (prev.version == version)
+    shown = (
+        (np.abs(prev.fit - arrays.fit) >= HISTORY_EPSILON)
+        | (_shown(prev.total) != _shown(arrays.total))
+        | (_shown(prev.engagement) != _shown(arrays.engagement))
+        | (prev.grade != arrays.grade)
+        | (prev.armed != new_armed).any(axis=1)
+    )
+    result: np.ndarray[Any, np.dtype[np.bool_]] = moved & (~same_version | shown)
+    return result
+
+
 def _write(
     session: Session,
     active: ActiveModel,
@@ -1490,12 +1543,18 @@ def _write(
     now: datetime,
     result: RescoreResult,
     fire: bool,
+    *,
+    span: tuple[int, int] | None = None,
+    drift_history: bool = False,
 ) -> None:
-    """Store scores, history and armed state for ``ids`` and act on threshold crossings."""
+    """Store scores, history and armed state for ``ids`` and act on threshold crossings.
+    ``span``: the id range holding ``ids`` (read the stored scores by range). ``drift_history``
+    (the full rescore): under the same model version, a history point only when the score as
+    shown moves (:func:`_history_points`)."""
 
     model = active.model
     tids = [t.id for t in model.thresholds]
-    prev = _previous(session, ids, tids)
+    prev = _previous(session, ids, tids, span)
     fired, new_armed = core.thresholds_step(model, arrays.as_mapping(), prev.armed)
     if not fire:
         # A silent rescore still moves the armed state, so nothing fires later for an old crossing.
@@ -1531,8 +1590,9 @@ def _write(
         | (np.abs(prev.engagement - arrays.engagement) >= HISTORY_EPSILON)
         | (np.abs(prev.total - arrays.total) >= HISTORY_EPSILON)
     )
+    points = _history_points(prev, arrays, active.version, new_armed, moved) if drift_history else moved
     history = [
-        (ids[i], stamp, fit[i], eng[i], total[i], active.version) for i in np.flatnonzero(moved).tolist()
+        (ids[i], stamp, fit[i], eng[i], total[i], active.version) for i in np.flatnonzero(points).tolist()
     ]
     # A score that is exactly what is stored (same model version, values, grade and armed state)
     # is not written again: a rescore that changes nothing writes nothing.
@@ -1551,7 +1611,8 @@ def _write(
     _upsert(session, score_rows)
     _insert_history(session, history)
     result.leads += n
-    result.changed += len(history)
+    result.changed += int(moved.sum())
+    result.history += len(history)
     crossings = [
         (
             ids[int(i)],
@@ -1718,6 +1779,279 @@ def unregister(db: Database) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Fitted:
+    """The live leads of an id range (sorted) and their fit points, read by the second thread;
+    with their engagement states when the kept ones are used (checked again under the lock)."""
+
+    ids: list[int]
+    fit: np.ndarray[Any, np.dtype[np.float64]]
+    timings: dict[str, float]
+    states: _States | None = None
+
+
+@dataclass
+class _States:
+    """Engagement states aligned with some lead ids. ``found``: a row of the wanted ruleset was
+    read; ``events`` and ``last`` identify the events it holds (to check it is still current)."""
+
+    state: np.ndarray[Any, np.dtype[np.float64]]
+    ref: np.ndarray[Any, np.dtype[np.float64]]
+    max_at: np.ndarray[Any, np.dtype[np.float64]]
+    found: np.ndarray[Any, np.dtype[np.bool_]]
+    other: np.ndarray[Any, np.dtype[np.bool_]]  # a row of another ruleset (or size) exists
+    events: np.ndarray[Any, np.dtype[np.int64]]
+    last: np.ndarray[Any, np.dtype[np.int64]]
+
+
+def _read_states(
+    session: Session,
+    model: core.ScoringModel,
+    key: str,
+    ids: Sequence[int],
+    where: str,
+    params: Mapping[str, Any],
+) -> _States:
+    """The stored states of ``ids`` (sorted; ``where`` selects a superset of their rows), read
+    only: no refresh of rows out of step (see :func:`_state_arrays`)."""
+
+    n_rules = len(model.engagement.rules)
+    n = len(ids)
+    out = _States(
+        core.empty_state(n, n_rules),
+        np.zeros(n, dtype=np.float64),
+        np.full(n, -np.inf),
+        np.zeros(n, dtype=np.bool_),
+        np.zeros(n, dtype=np.bool_),
+        np.zeros(n, dtype=np.int64),
+        np.zeros(n, dtype=np.int64),
+    )
+    if not n:
+        return out
+    rows = _raw_rows(
+        session,
+        "SELECT lead_id, ruleset, ref, max_at, events, last_event_id, state "
+        f"FROM lead_engagement WHERE {where}",
+        params,
+    )
+    if not rows:
+        return out
+    lid, rulesets, refs, maxes, events, lasts, blobs = zip(*rows, strict=True)
+    size = _state_size(n_rules)
+    id_arr = np.fromiter(lid, dtype=np.int64, count=len(rows))
+    ok = np.fromiter(
+        (r == key and len(b) == size for r, b in zip(rulesets, blobs, strict=True)),
+        dtype=np.bool_,
+        count=len(rows),
+    )
+    want = np.asarray(ids, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(want, id_arr), n - 1)
+    inside = want[pos] == id_arr
+    good = ok & inside
+    if good.any() and n_rules:
+        data = b"".join(itertools.compress(blobs, good.tolist()))
+        out.state[pos[good]] = np.frombuffer(data, dtype=np.float64).reshape(-1, n_rules, core.STATE_FIELDS)
+    out.ref[pos[good]] = np.asarray(refs, dtype=np.float64)[good]
+    out.max_at[pos[good]] = np.asarray(maxes, dtype=np.float64)[good]
+    out.found[pos[good]] = True
+    out.other[pos[inside & ~ok]] = True
+    out.events[pos[inside]] = np.asarray(events, dtype=np.int64)[inside]
+    out.last[pos[inside]] = np.asarray(lasts, dtype=np.int64)[inside]
+    return out
+
+
+def _fit_range(db: Database, model: core.ScoringModel, start: int, end: int, key: str | None) -> _Fitted:
+    """Attributes and fit points of the live leads in [start, end), and with ``key`` their kept
+    engagement states, in a read transaction of their own (the full rescore's second thread)."""
+
+    t = time.perf_counter()
+    params = {"lo": start, "hi": end}
+    with db.transaction() as session:
+        ids, cols = _attribute_columns(session, model, "l.id >= :lo AND l.id < :hi", params)
+        t1 = time.perf_counter()
+        states = (
+            _read_states(session, model, key, ids, "lead_id >= :lo AND lead_id < :hi", params)
+            if key is not None
+            else None
+        )
+    t2 = time.perf_counter()
+    fit = core.fit_points_matrix(model, cols, len(ids))
+    took = {
+        "read attributes (second thread)": t1 - t,
+        "read states (second thread)": t2 - t1,
+        "fit rules (second thread)": time.perf_counter() - t2,
+    }
+    return _Fitted(ids, fit, took, states)
+
+
+def _current_states(
+    session: Session,
+    model: core.ScoringModel,
+    key: str,
+    ids: Sequence[int],
+    fitted: _Fitted,
+    where: str,
+    params: Mapping[str, Any],
+) -> tuple[
+    np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, np.dtype[np.float64]],
+    np.ndarray[Any, np.dtype[np.float64]],
+]:
+    """Under the range's lock: the states read ahead, for the leads whose state row is still the
+    one read (same ruleset, event count and highest event id: an incremental update in between
+    changes them); the others, and leads not read ahead, are read (and refreshed if out of step)
+    now, as :func:`_state_arrays` does."""
+
+    assert fitted.states is not None
+    ahead = fitted.states
+    n = len(ids)
+    want = np.asarray(ids, dtype=np.int64)
+    src = np.asarray(fitted.ids, dtype=np.int64)
+    at = np.minimum(np.searchsorted(src, want), max(len(src) - 1, 0))
+    have = (src[at] == want) if len(src) else np.zeros(n, dtype=np.bool_)
+    state = ahead.state[at] if len(src) else core.empty_state(n, len(model.engagement.rules))
+    ref = ahead.ref[at] if len(src) else np.zeros(n)
+    max_at = ahead.max_at[at] if len(src) else np.full(n, -np.inf)
+    rows = _raw_rows(
+        session,
+        f"SELECT lead_id, CASE WHEN ruleset = :key THEN 1 ELSE 0 END, events, last_event_id "
+        f"FROM lead_engagement WHERE {where}",
+        {**params, "key": key},
+    )
+    now_found = np.zeros(n, dtype=np.bool_)
+    now_other = np.zeros(n, dtype=np.bool_)
+    now_events = np.zeros(n, dtype=np.int64)
+    now_last = np.zeros(n, dtype=np.int64)
+    if rows and n:
+        arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        pos = np.minimum(np.searchsorted(want, arr[:, 0]), n - 1)
+        inside = want[pos] == arr[:, 0]
+        p, a = pos[inside], arr[inside]
+        now_found[p] = a[:, 1] == 1
+        now_other[p] = a[:, 1] == 0
+        now_events[p], now_last[p] = a[:, 2], a[:, 3]
+    same = (
+        have
+        & (ahead.found[at] == now_found)
+        & (ahead.other[at] == now_other)
+        & ~now_other
+        & (ahead.events[at] == now_events)
+        & (ahead.last[at] == now_last)
+    )
+    redo = np.flatnonzero(~same)
+    if len(redo):
+        sub = want[redo].tolist()
+        s, r, m = _state_arrays(session, model, key, sub, f"lead_id IN ({_id_list(sub)})", {})
+        state[redo], ref[redo], max_at[redo] = s, r, m
+    return state, ref, max_at
+
+
+def _live_fit(
+    session: Session,
+    model: core.ScoringModel,
+    fitted: _Fitted,
+    where: str,
+    params: Mapping[str, Any],
+    newer: set[int],
+) -> tuple[list[int], np.ndarray[Any, np.dtype[np.float64]]]:
+    """Under the range's lock: the leads to rescore (live now, not rescored since the snapshot)
+    with their fit points. Those read ahead keep them; a lead deleted or merged since is dropped,
+    one created since is read now."""
+
+    live = np.array(
+        [
+            r[0]
+            for r in _raw_rows(
+                session,
+                f"SELECT id FROM leads WHERE {where.format(col='id')} AND merged_into_id IS NULL",
+                params,
+            )
+        ],
+        dtype=np.int64,
+    )
+    if newer:
+        live = live[~np.isin(live, np.fromiter(newer, dtype=np.int64, count=len(newer)))]
+    live.sort()
+    ahead = np.asarray(fitted.ids, dtype=np.int64)
+    keep = np.isin(ahead, live)
+    ids, fit = ahead[keep], fitted.fit[keep]
+    missing = np.setdiff1d(live, ids, assume_unique=True)
+    if len(missing):
+        extra_ids, cols = _attribute_columns(session, model, f"l.id IN ({_id_list(missing.tolist())})", {})
+        extra = core.fit_points_matrix(model, cols, len(extra_ids))
+        ids = np.concatenate([ids, np.asarray(extra_ids, dtype=np.int64)])
+        fit = np.concatenate([fit, extra])
+        order = np.argsort(ids, kind="stable")
+        ids, fit = ids[order], fit[order]
+    return ids.tolist(), fit
+
+
+def _rescore_range(
+    db: Database,
+    active: ActiveModel,
+    key: str,
+    build: _Build | None,
+    start: int,
+    end: int,
+    fitted: _Fitted,
+    snapshot: datetime,
+    now: datetime,
+    fire: bool,
+    result: RescoreResult,
+) -> int:
+    """One id range of the full rescore, in its own transaction; returns the leads it covered."""
+
+    where = "{col} >= :lo AND {col} < :hi"
+    params = {"lo": start, "hi": end}
+    with db.transaction() as session:
+        t = time.perf_counter()
+        _lock_leads(session, span=(start, end))
+
+        # A lead rescored incrementally since the snapshot has a newer score: leave it. (Scores
+        # carry the time they were computed for: a rescore as of a later time is not "newer".)
+        newer = (
+            {
+                int(r[0])
+                for r in _raw_rows(
+                    session,
+                    "SELECT lead_id FROM lead_scores "
+                    f"WHERE {where.format(col='lead_id')} AND computed_at > :since",
+                    {**params, "since": _stamp(session.get_bind().dialect.name, snapshot)},
+                )
+            }
+            if now <= snapshot
+            else set()
+        )
+        ids, fit = _live_fit(session, active.model, fitted, where, params, newer)
+        t = result.timed("live leads", t)
+        if ids:
+            if build is not None:
+                states = _states_from_build(session, active.model, key, build, ids, where, params)
+                eng = _engagement_from_states(session, active.model, ids, states, now)
+            else:
+                arrs = _current_states(
+                    session, active.model, key, ids, fitted, where.format(col="lead_id"), params
+                )
+                eng = _engagement_from_arrays(session, active.model, ids, *arrs, now)
+            t = result.timed("engagement", t)
+            arrays = core.scale_scores(active.model, fit, eng)
+            _write(
+                session,
+                active,
+                ids,
+                arrays,
+                None,
+                now,
+                result,
+                fire,
+                span=(start, end),
+                drift_history=True,
+            )
+            t = result.timed("write and act", t)
+    t = result.timed("commit", t)
+    return len(ids) + len(newer)
+
+
 def rescore_all(
     db: Database,
     actor: Principal,
@@ -1764,52 +2098,29 @@ def rescore_all(
     result.rebuilt = build is not None
     done = 0
     start = int(lo)
-    while start <= int(hi):
-        end = start + chunk
-        where = "{col} >= :lo AND {col} < :hi"
-        params = {"lo": start, "hi": end}
-        with db.transaction() as session:
+    # The leads' attributes and fit points of the next id range are read and computed in a second
+    # thread (its own connection and snapshot) while this one writes the current range: SQLite
+    # and NumPy release the GIL in their C loops, so both cores work. Under the range's lock, the
+    # leads deleted or merged since are dropped and leads created since are read there.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-fit")
+    try:
+        states_key = key if build is None else None
+        ahead = pool.submit(_fit_range, db, active.model, start, start + chunk, states_key)
+        while start <= int(hi):
+            end = start + chunk
             t = time.perf_counter()
-            _lock_leads(session, span=(start, end))
-            # A lead rescored incrementally since the snapshot has a newer score: leave it. (Scores
-            # carry the time they were computed for: a rescore as of a later time is not "newer".)
-            newer = (
-                {
-                    int(r[0])
-                    for r in _raw_rows(
-                        session,
-                        "SELECT lead_id FROM lead_scores "
-                        f"WHERE {where.format(col='lead_id')} AND computed_at > :since",
-                        {**params, "since": _stamp(session.get_bind().dialect.name, snapshot)},
-                    )
-                }
-                if now <= snapshot
-                else set()
-            )
-            ids, cols = _attribute_columns(session, active.model, where.format(col="l.id"), params)
-            if newer:
-                keep = np.array([i not in newer for i in ids], dtype=np.bool_)
-                ids = [i for i in ids if i not in newer]
-                cols = {k: v[keep] for k, v in cols.items()}
-            t = result.timed("read attributes", t)
-            if ids:
-                fit = core.fit_points_matrix(active.model, cols, len(ids))
-                t = result.timed("fit rules", t)
-                if build is not None:
-                    states = _states_from_build(session, active.model, key, build, ids, where, params)
-                    eng = _engagement_from_states(session, active.model, ids, states, now)
-                else:
-                    arrs = _state_arrays(session, active.model, key, ids, where.format(col="lead_id"), params)
-                    eng = _engagement_from_arrays(session, active.model, ids, *arrs, now)
-                t = result.timed("engagement", t)
-                arrays = core.scale_scores(active.model, fit, eng)
-                _write(session, active, ids, arrays, None, now, result, fire)
-                t = result.timed("write and act", t)
-        t = result.timed("commit", t)
-        done += len(ids) + len(newer)
-        if progress:
-            progress(done, int(total))
-        start = end
+            fitted = ahead.result()
+            if end <= int(hi):
+                ahead = pool.submit(_fit_range, db, active.model, end, end + chunk, states_key)
+            t = result.timed("wait for attributes and fit (second thread)", t)
+            for phase, took in fitted.timings.items():
+                result.timings[phase] = result.timings.get(phase, 0.0) + took
+            done += _rescore_range(db, active, key, build, start, end, fitted, snapshot, now, fire, result)
+            if progress:
+                progress(done, int(total))
+            start = end
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if build is not None:
         with db.transaction() as session:
             # States of other rulesets and of merged-away leads are out of step: drop them (under
@@ -1844,6 +2155,7 @@ def rescore_all(
             after={
                 "leads": result.leads,
                 "changed": result.changed,
+                "history_points": result.history,
                 "crossings": result.crossings,
                 "engagement_rebuilt": result.rebuilt,
             },
