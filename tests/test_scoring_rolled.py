@@ -281,3 +281,34 @@ def test_a_decay_refresh_records_history_when_the_shown_score_moves(scoring: Dat
     assert points()[-1][1] == 1
     again = svc.rescore_all(scoring, admin.principal, as_of=NOW + timedelta(days=2, hours=2), fire=False)
     assert (again.changed, again.history) == (1, 0)
+
+
+def test_a_large_rescore_reads_ahead_in_a_second_process(
+    scoring: Database, admin: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # From PARALLEL_MIN_LEADS on, attributes, fit points and kept states of the next id range come
+    # from a second process (its own connection) while this one writes: the same scores.
+    ids = [
+        new_lead(scoring, n, job_title=t)
+        for n, t in enumerate(["VP Sales", "Student", "CTO", "Intern", "CEO"])
+    ]
+    ingest(
+        scoring,
+        [
+            {
+                "lead_id": lid,
+                "type": k,
+                "occurred_at": NOW - timedelta(days=d),
+                "properties": {"url": "/pricing"},
+            }
+            for lid in ids[:4]
+            for k, d in (("page_view", 1), ("webinar", 3), ("email_click", 9))
+        ],
+    )
+    svc.rescore_all(scoring, admin.principal, as_of=NOW, fire=False)  # one process
+    monkeypatch.setattr(svc, "PARALLEL_MIN_LEADS", 0)
+    later = NOW + timedelta(days=2)
+    res = svc.rescore_all(scoring, admin.principal, as_of=later, fire=False, chunk=2)
+    assert not res.rebuilt and "read states (second process)" in res.timings
+    assert res.leads >= len(ids)
+    assert_same(stored(scoring, ids), from_events(scoring, ids, later))

@@ -26,11 +26,12 @@ import itertools
 import json
 import logging
 import math
+import multiprocessing
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +70,9 @@ MANAGERS = frozenset({Role.ADMIN, Role.MARKETING})
 QUIET_STAGES = frozenset({Stage.CUSTOMER.value, Stage.UNQUALIFIED.value, Stage.BAD.value})
 HISTORY_EPSILON = 0.005  # a score point is written to the history when a score moves this much
 CHUNK = 50_000
+# From this many leads on, a full rescore reads ahead in a second process (starting it costs
+# about a second: the imports).
+PARALLEL_MIN_LEADS = 200_000
 ALL_EVENTS = "1 = 1"  # the full rescore's filter on activities: every event, in storage order
 INCREMENTAL_BATCH = 10_000
 RESCORE_ATTEMPTS = 3  # incremental rescoring after a commit, on lock timeouts and deadlocks
@@ -1877,11 +1881,26 @@ def _fit_range(db: Database, model: core.ScoringModel, start: int, end: int, key
     t2 = time.perf_counter()
     fit = core.fit_points_matrix(model, cols, len(ids))
     took = {
-        "read attributes (second thread)": t1 - t,
-        "read states (second thread)": t2 - t1,
-        "fit rules (second thread)": time.perf_counter() - t2,
+        "read attributes": t1 - t,
+        "read states": t2 - t1,
+        "fit rules": time.perf_counter() - t2,
     }
     return _Fitted(ids, fit, took, states)
+
+
+_worker: dict[str, Any] = {}  # the second process's Database and parsed model
+
+
+def _fit_range_in_worker(
+    url: str, document: dict[str, Any], start: int, end: int, key: str | None
+) -> _Fitted:
+    """:func:`_fit_range` in the full rescore's second process (its own engine)."""
+
+    db = _worker.get(url)
+    if db is None:
+        db = _worker[url] = Database(url)
+    model = core.parse_model(document)
+    return _fit_range(db, model, start, end, key)
 
 
 def _current_states(
@@ -2098,29 +2117,49 @@ def rescore_all(
     result.rebuilt = build is not None
     done = 0
     start = int(lo)
-    # The leads' attributes and fit points of the next id range are read and computed in a second
-    # thread (its own connection and snapshot) while this one writes the current range: SQLite
-    # and NumPy release the GIL in their C loops, so both cores work. Under the range's lock, the
-    # leads deleted or merged since are dropped and leads created since are read there.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rescore-fit")
+    # Many leads: the attributes, fit points and kept engagement states of the next id range are
+    # read and computed in a second process (its own connection and snapshot; a thread would
+    # fight this one for the GIL row by row) while this one writes the current range. Under the
+    # range's lock, leads deleted or merged since are dropped, leads created since are read, and
+    # states changed since are read again.
+    states_key = key if build is None else None
+    pool = (
+        ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        # (an in-memory SQLite database cannot be opened by another process)
+        if int(total) >= PARALLEL_MIN_LEADS and ":memory:" not in db.url and db.url.rstrip("/") != "sqlite:"
+        else None
+    )
+    doc = active.model.to_document()
+
+    def read_ahead(lo: int) -> Future[_Fitted]:
+        if pool is not None:
+            return pool.submit(_fit_range_in_worker, db.url, doc, lo, lo + chunk, states_key)
+        done_now: Future[_Fitted] = Future()
+        done_now.set_result(_fit_range(db, active.model, lo, lo + chunk, states_key))
+        return done_now
+
     try:
-        states_key = key if build is None else None
-        ahead = pool.submit(_fit_range, db, active.model, start, start + chunk, states_key)
+        ahead = read_ahead(start)
         while start <= int(hi):
             end = start + chunk
             t = time.perf_counter()
             fitted = ahead.result()
-            if end <= int(hi):
-                ahead = pool.submit(_fit_range, db, active.model, end, end + chunk, states_key)
-            t = result.timed("wait for attributes and fit (second thread)", t)
+            if pool is not None and end <= int(hi):
+                ahead = read_ahead(end)
+            suffix = " (second process)" if pool is not None else ""
+            if pool is not None:
+                t = result.timed("wait for the second process", t)
             for phase, took in fitted.timings.items():
-                result.timings[phase] = result.timings.get(phase, 0.0) + took
+                result.timings[phase + suffix] = result.timings.get(phase + suffix, 0.0) + took
             done += _rescore_range(db, active, key, build, start, end, fitted, snapshot, now, fire, result)
             if progress:
                 progress(done, int(total))
             start = end
+            if pool is None and start <= int(hi):
+                ahead = read_ahead(start)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     if build is not None:
         with db.transaction() as session:
             # States of other rulesets and of merged-away leads are out of step: drop them (under
