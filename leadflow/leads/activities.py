@@ -50,8 +50,12 @@ def _sqlite_time(t: datetime) -> str:
     return t.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[_Row], now: datetime) -> None:
-    # On the Core connection: an executemany without the ORM's per-row bulk-insert bookkeeping.
+def _insert_ignoring_duplicates(session: Session, rows: list[_Row], now: datetime) -> int | None:
+    """Insert the rows (an external id stored meanwhile is skipped); returns the lowest id given
+    to them (None: none stored). The rows' ids are contiguous on SQLite (one writer, rowids
+    max + 1), so the id range of a batch is known without reading the ids back.
+    On the Core connection: an executemany without the ORM's per-row bulk-insert bookkeeping."""
+
     conn = session.connection()
     dialect = conn.dialect.name
     table = cast(Table, Activity.__table__)
@@ -73,17 +77,24 @@ def _insert_ignoring_duplicates(session: Session, rows: list[_Row], now: datetim
             for lid, kind, at, props, ext, source, actor in rows
         ]
         # exec_driver_sql: the engine's events still run (BEGIN IMMEDIATE before the first write).
-        conn.exec_driver_sql(
+        stored = conn.exec_driver_sql(
             f"INSERT INTO activities ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (external_id) DO NOTHING",
             values,
-        )
-        return
+        ).rowcount
+        if stored <= 0:
+            return None
+        top = conn.exec_driver_sql("SELECT max(id) FROM activities").scalar()
+        return int(top) - stored + 1 if top is not None else None
     dicts = [dict(zip(_COLUMNS, (*row, now), strict=True)) for row in rows]
     if dialect == "postgresql":
-        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=["external_id"]), dicts)
-    else:  # pragma: no cover - only the two supported backends
-        conn.execute(insert(table), dicts)
+        ids = conn.execute(
+            pg_insert(table).on_conflict_do_nothing(index_elements=["external_id"]).returning(table.c.id),
+            dicts,
+        ).scalars()
+        return min(ids, default=None)
+    conn.execute(insert(table), dicts)  # pragma: no cover - only the two supported backends
+    return None
 
 
 def _move_last_activity(session: Session, latest: Mapping[int, datetime]) -> None:
@@ -239,13 +250,17 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
         prev = latest.get(lid)
         if prev is None or occurred > prev:
             latest[lid] = occurred
+    first_id = None
     if rows_out:
-        _insert_ignoring_duplicates(session, rows_out, now)
+        first_id = _insert_ignoring_duplicates(session, rows_out, now)
         _move_last_activity(session, latest)
     result.accepted = len(rows_out)
     result.lead_ids = sorted(latest)
     if rows_out:
-        emit(session, "activities.ingested", lead_ids=result.lead_ids, count=len(rows_out))
+        # first_id: every event of this batch has an id at or above it (subscribers may look at
+        # the new events only); absent when unknown.
+        extra = {} if first_id is None else {"first_id": first_id}
+        emit(session, "activities.ingested", lead_ids=result.lead_ids, count=len(rows_out), **extra)
     return result
 
 
