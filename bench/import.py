@@ -362,8 +362,9 @@ LEAD_SECONDARY_INDEXES = (
     "ix_leads_created_at_id",
     "ix_leads_updated_at_id",
     "ix_leads_last_name_id",
-    "ix_leads_source",
+    "ix_leads_source_owner_created_id",
     "ix_leads_account_id",
+    "ix_leads_merged_into_id",
 )
 
 

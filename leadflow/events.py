@@ -8,6 +8,7 @@ transaction that rolls back are dropped.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -75,6 +76,27 @@ def _mark(session: Session, transaction: SessionTransaction) -> None:
         marks[transaction] = len(session.info.get("pending_events", ()))
 
 
+# The dispatch of one commit's events is a scope: a subscriber that reacts to many events of
+# one commit (a batch of 10,000 ingested events crossing 300 thresholds) may group its work, e.g.
+# one transaction with a savepoint per event instead of one transaction per event, and finish it
+# in a hook run when the dispatch ends (with the depth of the dispatch that ended: a subscriber's
+# own commit dispatches its events in a dispatch nested one deeper).
+_scope = threading.local()
+DispatchEndHook = Callable[[int], None]
+_dispatch_end: list[DispatchEndHook] = []
+
+
+def dispatch_depth() -> int:
+    """How many dispatches are under way on this thread (0: not inside a subscriber)."""
+
+    return int(getattr(_scope, "depth", 0))
+
+
+def on_dispatch_end(hook: DispatchEndHook) -> None:
+    if hook not in _dispatch_end:
+        _dispatch_end.append(hook)
+
+
 @event.listens_for(Session, "after_commit")
 def _dispatch(session: Session) -> None:
     nested = session.get_nested_transaction()
@@ -83,12 +105,24 @@ def _dispatch(session: Session) -> None:
         return
     # Take the list first: a subscriber that commits its own work in this session re-enters.
     pending: list[DomainEvent] = session.info.pop("pending_events", [])
-    for ev in pending:
-        for handler in list(_handlers.get(ev.name, ())):
+    if not pending:
+        return
+    depth = dispatch_depth() + 1
+    _scope.depth = depth
+    try:
+        for ev in pending:
+            for handler in list(_handlers.get(ev.name, ())):
+                try:
+                    handler(ev)
+                except Exception:  # a failing subscriber must not undo a committed change
+                    log.exception("event handler failed for %s", ev.name)
+    finally:
+        _scope.depth = depth - 1
+        for hook in list(_dispatch_end):
             try:
-                handler(ev)
-            except Exception:  # a failing subscriber must not undo a committed change
-                log.exception("event handler failed for %s", ev.name)
+                hook(depth)
+            except Exception:
+                log.exception("dispatch end hook failed")
 
 
 @event.listens_for(Session, "after_transaction_end")

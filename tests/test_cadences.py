@@ -380,6 +380,40 @@ def test_events_open_tasks_and_enroll_idempotently(
         assert len(s.scalars(select(Enrollment).where(Enrollment.lead_id == lead_id)).all()) == 1
 
 
+def test_the_reactions_of_one_commit_share_a_transaction_and_a_failing_one_is_undone_alone(
+    db: Database, clock: SettableClock, inbox: Inbox, app: FastAPI
+) -> None:
+    # A big ingest crosses hundreds of thresholds in one commit: their tasks and enrollments are
+    # made in one transaction (a savepoint each), and a request that fails (an unknown sequence,
+    # a lead that is gone) takes nothing else with it.
+    first = make_lead(db, "ada@engines.example")
+    second = make_lead(db, "grace@engines.example")
+    due = clock.now() + timedelta(hours=4)
+    with db.transaction() as s:
+        for lead_id, title in ((first, "First"), (999_999, "Nobody"), (second, "Second")):
+            emit(
+                s,
+                "task.requested",
+                lead_id=lead_id,
+                owner_id=None,
+                kind="call",
+                title=title,
+                due_at=due,
+                source="handoff",
+            )
+            emit(s, "sequence.enrollment_requested", lead_id=lead_id, sequence="no-such-sequence", source="x")
+            emit(
+                s, "sequence.enrollment_requested", lead_id=lead_id, sequence="default-follow-up", source="x"
+            )
+    with db.transaction() as s:
+        got = sorted((t.lead_id, t.title) for t in s.scalars(select(Task).where(Task.source == "handoff")))
+        assert got == [(first, "First"), (second, "Second")]
+        enrolled = sorted(
+            e.lead_id for e in s.scalars(select(Enrollment).where(Enrollment.status == "active"))
+        )
+        assert enrolled == [first, second]
+
+
 def test_appointments_propose_free_slots_and_booking_stops_the_sequence(
     client: TestClient, db: Database, clock: SettableClock, inbox: Inbox
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from leadflow.cadences import service as svc
 from leadflow.core import cadence as core
 from leadflow.db.base import Database
 from leadflow.errors import LeadflowError
-from leadflow.events import DomainEvent, subscribe, unsubscribe
+from leadflow.events import DomainEvent, dispatch_depth, on_dispatch_end, subscribe, unsubscribe
 from leadflow.tasks import service as tasks
 from leadflow.tasks.models import TaskKind
 
@@ -40,12 +41,47 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
+# The reactions to one commit's events share one transaction, each in a savepoint of its own
+# (a failing one is undone alone, as before): a batch of ingested events that crosses hundreds of
+# thresholds asks for hundreds of tasks and enrollments, and a commit (with its WAL write and
+# after-commit work) per reaction cost more than the reactions. Committed when the dispatch of
+# those events ends (events.on_dispatch_end).
+_shared = threading.local()
+
+
+def _shared_session(db: Database, depth: int) -> Session:
+    open_: tuple[int, Any, Session] | None = getattr(_shared, "open", None)
+    if open_ is not None and open_[0] == depth:
+        return open_[2]
+    ctx = db.transaction()
+    session = ctx.__enter__()
+    _shared.open = (depth, ctx, session)
+    return session
+
+
+def _end_of_dispatch(depth: int) -> None:
+    open_: tuple[int, Any, Session] | None = getattr(_shared, "open", None)
+    if open_ is None or open_[0] != depth:
+        return
+    _shared.open = None
+    try:
+        open_[1].__exit__(None, None, None)  # commit (its own events are dispatched then)
+    except Exception:
+        log.exception("cadence reactions could not be committed")
+
+
 def _run(what: str, fn: Callable[[Session], object]) -> None:
     if _db is None:
         return
+    depth = dispatch_depth()
     try:
-        with _db.transaction() as s:
-            fn(s)
+        if depth:
+            s = _shared_session(_db, depth)
+            with s.begin_nested():
+                fn(s)
+        else:
+            with _db.transaction() as s:
+                fn(s)
     except LeadflowError as exc:  # e.g. the lead is gone or takes no follow-up: log, not crash
         log.info("%s not carried out: %s", what, exc.message)
 
@@ -129,6 +165,7 @@ def register(db: Database) -> None:
     if _db is None:
         for name, handler in _SUBSCRIPTIONS:
             subscribe(name, handler)
+        on_dispatch_end(_end_of_dispatch)
     _db = db
 
 

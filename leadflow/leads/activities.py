@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -10,7 +9,6 @@ from typing import Any, cast
 
 from sqlalchemy import Table, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from leadflow.auth.principal import Perm, Principal
@@ -20,7 +18,7 @@ from leadflow.db.pagination import Page, keyset, page_of
 from leadflow.errors import Forbidden, InvalidInput
 from leadflow.events import emit
 from leadflow.leads.models import Activity, Lead
-from leadflow.leads.service import get_lead, in_values, visibility_clause, visible_lead_ids
+from leadflow.leads.service import get_lead, in_values, visibility_clause
 
 MAX_BATCH = 10_000
 
@@ -34,55 +32,83 @@ class IngestResult:
 
 
 _COLUMNS = ("lead_id", "type", "occurred_at", "properties", "external_id", "source", "actor_id", "created_at")
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # UTCDateTime's text on SQLite (naive UTC)
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> None:
-    # On the Core connection: an executemany without the ORM's per-row bulk-insert bookkeeping.
+_TYPES = frozenset(t.value for t in ActivityType)
+_TYPE_ERROR = f"must be one of {', '.join(t.value for t in ActivityType)}"
+
+# A row on its way to the table: lead_id, type, occurred_at (aware), properties, external_id,
+# source, actor_id.
+_Row = tuple[int, str, datetime, Any, str | None, Any, int | None]
+
+
+def _sqlite_time(t: datetime) -> str:
+    """UTCDateTime's text on SQLite (naive UTC, microseconds), without strftime."""
+
+    if t.utcoffset():
+        t = t.astimezone(UTC)
+    return t.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _insert_ignoring_duplicates(session: Session, rows: list[_Row], now: datetime) -> int | None:
+    """Insert the rows (an external id stored meanwhile is skipped); returns an id at or below
+    every id given to them (None: unknown). SQLite: the lowest one (the rows' ids are contiguous:
+    one writer, rowids max + 1); PostgreSQL: the sequence's value before the insert.
+    On the Core connection: an executemany without the ORM's per-row bulk-insert bookkeeping."""
+
     conn = session.connection()
     dialect = conn.dialect.name
     table = cast(Table, Activity.__table__)
     if dialect == "sqlite":
         # Straight to the DBAPI cursor with the values as UTCDateTime and JSONType store them
         # (SQLAlchemy's per-value type processing was most of the insert's CPU).
+        created = _sqlite_time(now)
         values = [
             (
-                r["lead_id"],
-                r["type"],
-                r["occurred_at"].astimezone(UTC).strftime(_SQLITE_TIME),
-                None if r["properties"] is None else json_text(r["properties"]),
-                r["external_id"],
-                r["source"],
-                r["actor_id"],
-                r["created_at"].astimezone(UTC).strftime(_SQLITE_TIME),
+                lid,
+                kind,
+                _sqlite_time(at),
+                None if props is None else json_text(props),
+                ext,
+                source,
+                actor,
+                created,
             )
-            for r in rows
+            for lid, kind, at, props, ext, source, actor in rows
         ]
         # exec_driver_sql: the engine's events still run (BEGIN IMMEDIATE before the first write).
-        conn.exec_driver_sql(
+        stored = conn.exec_driver_sql(
             f"INSERT INTO activities ({', '.join(_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (external_id) DO NOTHING",
             values,
-        )
-        return
+        ).rowcount
+        if stored <= 0:
+            return None
+        top = conn.exec_driver_sql("SELECT max(id) FROM activities").scalar()
+        return int(top) - stored + 1 if top is not None else None
+    dicts = [dict(zip(_COLUMNS, (*row, now), strict=True)) for row in rows]
     if dialect == "postgresql":
-        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=["external_id"]), rows)
-    elif dialect == "sqlite":
-        conn.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=["external_id"]), rows)
-    else:  # pragma: no cover - only the two supported backends
-        conn.execute(insert(table), rows)
+        # The sequence only grows: every id handed out after this read (ours) is above the last
+        # one handed out before it (RETURNING the ids tripled the insert's client CPU).
+        last = conn.execute(
+            text("SELECT pg_sequence_last_value(pg_get_serial_sequence('activities', 'id'))")
+        ).scalar()
+        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=["external_id"]), dicts)
+        return int(last or 0)
+    conn.execute(insert(table), dicts)  # pragma: no cover - only the two supported backends
+    return None
 
 
 def _move_last_activity(session: Session, latest: Mapping[int, datetime]) -> None:
-    """Move each lead's last_activity_at forward to its latest new event: one set-based UPDATE
-    for the whole batch (the pairs travel as one JSON parameter on SQLite, as two arrays on
-    PostgreSQL), never one statement per lead."""
+    """Move each lead's last_activity_at forward to its latest new event: one set-based statement
+    for the whole batch (an executemany on SQLite, which beat an UPDATE ... FROM json_each by
+    half; two arrays on PostgreSQL), never one round-trip per lead."""
 
     if not latest:
         return
-    ids = list(latest)
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    ids = sorted(latest)
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
         session.execute(
             text(
                 "UPDATE leads SET last_activity_at = v.at "
@@ -92,15 +118,12 @@ def _move_last_activity(session: Session, latest: Mapping[int, datetime]) -> Non
             {"ids": ids, "ats": [latest[i] for i in ids]},
         )
         return
-    # SQLite keeps UTCDateTime as naive UTC text, which sorts as time does.
-    pairs = [[i, latest[i].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")] for i in ids]
-    session.execute(
-        text(
-            "UPDATE leads SET last_activity_at = v.at FROM (SELECT json_extract(value, '$[0]') AS id, "
-            "json_extract(value, '$[1]') AS at FROM json_each(:pairs)) AS v "
-            "WHERE leads.id = v.id AND (leads.last_activity_at IS NULL OR leads.last_activity_at < v.at)"
-        ),
-        {"pairs": json.dumps(pairs)},
+    # SQLite keeps UTCDateTime as naive UTC text, which sorts as time does. In id order: the
+    # B-tree pages are visited once each.
+    conn.exec_driver_sql(
+        "UPDATE leads SET last_activity_at = ?2 WHERE id = ?1 "
+        "AND (last_activity_at IS NULL OR last_activity_at < ?2)",
+        [(i, _sqlite_time(latest[i])) for i in ids],
     )
 
 
@@ -111,37 +134,49 @@ EARLIEST_EVENT = datetime(1900, 1, 1, tzinfo=UTC)
 FUTURE_SKEW = timedelta(days=366)
 
 
+def _email_key(item: Mapping[str, Any]) -> str:
+    return str(item.get("email") or "").strip().lower()
+
+
 def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]]) -> IngestResult:
     """Store a batch of events. Each item names its lead by ``lead_id`` or ``email``; an item
     whose ``external_id`` was seen before is a duplicate, not an error, so retries are safe.
-    Bad items are reported by index and field; the good ones land."""
+    Bad items are reported by index and field; the good ones land.
+
+    Set-based: one query per kind of lookup (emails, visible leads with their tombstones,
+    external ids seen), one executemany for the rows and one for ``last_activity_at``; the only
+    work per item is checking its values."""
 
     actor.require(Perm.ACTIVITIES_WRITE)
     if len(items) > MAX_BATCH:
         raise InvalidInput("events", f"at most {MAX_BATCH} events per batch")
     result = IngestResult()
-    emails = {str(it["email"]).strip().lower() for it in items if not it.get("lead_id") and it.get("email")}
+    given = [it.get("lead_id") for it in items]
+    emails = {_email_key(it) for it, lid in zip(items, given, strict=True) if not lid and it.get("email")}
     by_email: dict[str, int] = {}
     if emails:
-        rows = session.execute(
+        found = session.execute(
             select(Lead.email, Lead.id).where(Lead.email.in_(emails), Lead.merged_into_id.is_(None))
         )
-        by_email = {str(e): int(i) for e, i in rows}
-    wanted: list[int] = []
-    for it in items:
-        lid = it.get("lead_id") or by_email.get(str(it.get("email") or "").strip().lower())
-        if lid:
-            wanted.append(int(lid))
-    visible = visible_lead_ids(session, actor, sorted(set(wanted)))
-    # A merged-away lead takes no new events: they would never show on the winner.
+        by_email = {str(e): int(i) for e, i in found}
+    lids: list[int | None] = [
+        int(lid) if lid else (by_email.get(_email_key(it)) if by_email else None)
+        for it, lid in zip(items, given, strict=True)
+    ]
+    # The leads the actor may see, with their tombstones: a merged-away lead takes no new
+    # events (they would never show on the winner).
+    visible: set[int] = set()
     merged: dict[int, int] = {}
-    if visible:
-        tombstones = session.execute(
-            select(Lead.id, Lead.merged_into_id).where(
-                in_values(session, Lead.id, sorted(visible)), Lead.merged_into_id.is_not(None)
-            )
-        )
-        merged = {int(i): int(w) for i, w in tombstones if w is not None}
+    wanted = sorted({lid for lid in lids if lid})
+    if wanted:
+        stmt = select(Lead.id, Lead.merged_into_id).where(in_values(session, Lead.id, wanted))
+        vis = visibility_clause(session, actor)
+        if vis is not None:
+            stmt = stmt.where(vis)
+        for found_id, winner in session.execute(stmt):
+            visible.add(int(found_id))
+            if winner is not None:
+                merged[int(found_id)] = int(winner)
 
     ext_ids = [str(it["external_id"]) for it in items if it.get("external_id")]
     seen: set[str] = set()
@@ -153,61 +188,48 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
         )
 
     now = utcnow()
-    rows_out: list[dict[str, Any]] = []
+    latest_ok = now + FUTURE_SKEW
+    by_actor = actor.user_id
+    rows_out: list[_Row] = []
     latest: dict[int, datetime] = {}
+    errors = result.errors
     for i, it in enumerate(items):
-        lid_raw = it.get("lead_id") or by_email.get(str(it.get("email") or "").strip().lower())
-        if not lid_raw:
+        lid = lids[i]
+        if not lid:
             where = "email" if it.get("email") else "lead_id"
-            result.errors.append(
-                {"index": i, "loc": [where], "msg": "no such lead (give lead_id or a known email)"}
-            )
+            errors.append({"index": i, "loc": [where], "msg": "no such lead (give lead_id or a known email)"})
             continue
-        lid = int(lid_raw)
         if lid not in visible:
-            result.errors.append({"index": i, "loc": ["lead_id"], "msg": f"lead {lid} not found"})
+            errors.append({"index": i, "loc": ["lead_id"], "msg": f"lead {lid} not found"})
             continue
         if lid in merged:
-            result.errors.append(
+            errors.append(
                 {"index": i, "loc": ["lead_id"], "msg": f"lead {lid} was merged into lead {merged[lid]}"}
             )
             continue
-        try:
-            kind = ActivityType(str(it.get("type")))
-        except ValueError:
-            result.errors.append(
-                {
-                    "index": i,
-                    "loc": ["type"],
-                    "msg": f"must be one of {', '.join(t.value for t in ActivityType)}",
-                }
-            )
+        kind = str(it.get("type"))
+        if kind not in _TYPES:
+            errors.append({"index": i, "loc": ["type"], "msg": _TYPE_ERROR})
             continue
         occurred = it.get("occurred_at") or now
         if not isinstance(occurred, datetime):
             try:
                 occurred = datetime.fromisoformat(str(occurred))
             except ValueError:
-                result.errors.append(
-                    {"index": i, "loc": ["occurred_at"], "msg": "is not an ISO 8601 timestamp"}
-                )
+                errors.append({"index": i, "loc": ["occurred_at"], "msg": "is not an ISO 8601 timestamp"})
                 continue
         if occurred.tzinfo is None:  # no offset means UTC (as stored); never compare naive with aware
             occurred = occurred.replace(tzinfo=UTC)
-        if not EARLIEST_EVENT <= occurred <= now + FUTURE_SKEW:
+        if not EARLIEST_EVENT <= occurred <= latest_ok:
             # Far-off dates are typos or garbage: they overflowed score decay (2^years) and
             # SQLite cannot read years before 1000 back (found by the reliability fuzzing).
-            result.errors.append(
-                {
-                    "index": i,
-                    "loc": ["occurred_at"],
-                    "msg": "must lie between 1900-01-01 and a year from now",
-                }
+            errors.append(
+                {"index": i, "loc": ["occurred_at"], "msg": "must lie between 1900-01-01 and a year from now"}
             )
             continue
         props = it.get("properties")
         if props is not None and not isinstance(props, dict):
-            result.errors.append({"index": i, "loc": ["properties"], "msg": "must be an object"})
+            errors.append({"index": i, "loc": ["properties"], "msg": "must be an object"})
             continue
         ext = it.get("external_id")
         if ext:
@@ -217,27 +239,30 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
                 continue
             seen.add(ext)
         rows_out.append(
-            {
-                "lead_id": lid,
-                "type": kind.value,
-                "occurred_at": occurred,
-                "properties": props,
-                "external_id": ext or None,
-                "source": it.get("source"),
-                "actor_id": actor.user_id if it.get("by_actor") else None,
-                "created_at": now,
-            }
+            (
+                lid,
+                kind,
+                occurred,
+                props,
+                ext or None,
+                it.get("source"),
+                by_actor if it.get("by_actor") else None,
+            )
         )
         prev = latest.get(lid)
         if prev is None or occurred > prev:
             latest[lid] = occurred
+    first_id = None
     if rows_out:
-        _insert_ignoring_duplicates(session, rows_out)
+        first_id = _insert_ignoring_duplicates(session, rows_out, now)
         _move_last_activity(session, latest)
     result.accepted = len(rows_out)
     result.lead_ids = sorted(latest)
     if rows_out:
-        emit(session, "activities.ingested", lead_ids=result.lead_ids, count=len(rows_out))
+        # first_id: every event of this batch has an id at or above it (subscribers may look at
+        # the new events only); absent when unknown.
+        extra = {} if first_id is None else {"first_id": first_id}
+        emit(session, "activities.ingested", lead_ids=result.lead_ids, count=len(rows_out), **extra)
     return result
 
 

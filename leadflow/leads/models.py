@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadflow.db.base import Base, JSONType, UTCDateTime, utcnow
@@ -45,7 +45,7 @@ class Lead(Base):
     company: Mapped[str | None] = mapped_column(String(300))
     country: Mapped[str | None] = mapped_column(String(2))
     timezone: Mapped[str | None] = mapped_column(String(64))
-    source: Mapped[str | None] = mapped_column(String(100), index=True)
+    source: Mapped[str | None] = mapped_column(String(100))
     campaign: Mapped[str | None] = mapped_column(String(200))
     origin: Mapped[str] = mapped_column(String(10), default="marketing")
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
@@ -72,8 +72,19 @@ class Lead(Base):
         Index("ix_leads_created_at_id", "created_at", "id"),
         Index("ix_leads_updated_at_id", "updated_at", "id"),
         Index("ix_leads_last_name_id", "last_name", "id"),
-        # A lead's history includes the leads merged into it (leads.service._history_ids).
-        Index("ix_leads_merged_into_id", "merged_into_id"),
+        # The source filter and the source report, and the inbox filtered by source and unassigned
+        # (or one owner), newest first: one page of this index instead of sorting every lead of
+        # the source (4.9 s at 1M). A plain (source) index would be its prefix, so there is none.
+        Index("ix_leads_source_owner_created_id", "source", "owner_id", "created_at", "id"),
+        # A lead's history includes the leads merged into it (leads.service._history_ids). Partial:
+        # almost every lead has none, and `merged_into_id = ?` implies the condition on both
+        # databases, so imports and inserts skip this B-tree.
+        Index(
+            "ix_leads_merged_into_id",
+            "merged_into_id",
+            sqlite_where=text("merged_into_id IS NOT NULL"),
+            postgresql_where=text("merged_into_id IS NOT NULL"),
+        ),
     )
 
 

@@ -39,9 +39,11 @@ log = logging.getLogger("leadflow.pipeline")
 CHUNK = 5000
 
 
-def scan(session: Session, lead_ids: Sequence[int] | None = None) -> int:
+def scan(session: Session, lead_ids: Sequence[int] | None = None, *, since_id: int | None = None) -> int:
     """Record a buying signal for every signal activity not yet recorded (set-based; idempotent:
-    one signal per activity). Returns how many were added."""
+    one signal per activity); ``since_id``: only activities with an id at or above it (the new
+    events of an ingest: the (lead_id, occurred_at, id) index then rules out the leads' older
+    events without reading their rows). Returns how many were added."""
 
     now = utcnow()
     added = 0
@@ -62,6 +64,8 @@ def scan(session: Session, lead_ids: Sequence[int] | None = None) -> int:
         )
         if chunk is not None:
             src = src.where(Activity.lead_id.in_(chunk))
+        if since_id is not None:
+            src = src.where(Activity.id >= since_id)
         # RETURNING counts the rows on both backends (psycopg reports no rowcount here).
         res = session.execute(
             insert(BuyingSignal)
@@ -281,6 +285,14 @@ def _merges() -> list[tuple[int, int]]:
     return merges
 
 
+def _fresh() -> list[tuple[int, list[int]]]:
+    fresh: list[tuple[int, list[int]]] | None = getattr(_pending, "fresh", None)
+    if fresh is None:
+        fresh = []
+        _pending.fresh = fresh
+    return fresh
+
+
 def _on_event(ev: DomainEvent) -> None:
     p = ev.payload
     if ev.name == "lead.merged":
@@ -290,15 +302,26 @@ def _on_event(ev: DomainEvent) -> None:
         if p.get("target") == Stage.SQL.value:
             _ids().add(int(p["lead_id"]))
         return
+    if p.get("first_id") is not None:  # an ingest that knows where its new events start
+        _fresh().append((int(p["first_id"]), [int(i) for i in p.get("lead_ids") or ()]))
+        return
     _ids().update(int(i) for i in p.get("lead_ids") or ())
 
 
-def handle(db: Database, lead_ids: Sequence[int]) -> list[int]:
-    """Record the leads' new signals and apply the rule, in a transaction of its own."""
+def handle(
+    db: Database, lead_ids: Sequence[int], fresh: Sequence[tuple[int, Sequence[int]]] = ()
+) -> list[int]:
+    """Record the leads' new signals and apply the rule, in a transaction of its own. ``fresh``:
+    (first id, leads) of ingests whose new events are all at or above that id (only those are
+    scanned for these leads); ``lead_ids`` are scanned in full."""
 
     with db.transaction() as s:
-        scan(s, lead_ids)
-        return apply_rule(s, lead_ids)
+        if lead_ids:
+            scan(s, lead_ids)
+        for first_id, ids in fresh:
+            scan(s, ids, since_id=first_id)
+        every = sorted({*lead_ids, *(i for _, ids in fresh for i in ids)})
+        return apply_rule(s, every)
 
 
 def follow_merge(session: Session, winner_id: int, loser_id: int) -> None:
@@ -343,10 +366,10 @@ def _after_commit(session: Session) -> None:
     # Runs after leadflow.events dispatched the commit's events (registered later than it).
     if session.in_nested_transaction():
         return
-    ids, merges = _ids(), _merges()
-    if not ids and not merges:
+    ids, merges, fresh = _ids(), _merges(), _fresh()
+    if not ids and not merges and not fresh:
         return
-    _pending.ids, _pending.merges = set(), []
+    _pending.ids, _pending.merges, _pending.fresh = set(), [], []
     db = _databases.get(id(session.get_bind()))
     if db is None:
         return
@@ -355,7 +378,7 @@ def _after_commit(session: Session) -> None:
             with db.transaction() as s:
                 for winner, loser in merges:
                     follow_merge(s, winner, loser)
-        if ids:
-            handle(db, sorted(ids))
+        if ids or fresh:
+            handle(db, sorted(ids), fresh)
     except Exception:  # the change is committed; a failing follow-up must not undo it
-        log.exception("pipeline follow-up for %d leads failed", len(ids) + len(merges))
+        log.exception("pipeline follow-up for %d leads failed", len(ids) + len(merges) + len(fresh))

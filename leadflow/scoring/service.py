@@ -650,32 +650,69 @@ def refresh_arrays(
         f"WHERE lead_id IN ({id_list})",
         {},
     )
-    size = _state_size(k)
-    for lid, ruleset, r, cnt, lst, mx, blob in rows:
-        i = int(np.searchsorted(want, int(lid)))
-        stored[i] = True
-        data = bytes(blob)
-        if ruleset == key and len(data) == size:
-            usable[i] = True
-            state[i] = np.frombuffer(data, dtype=np.float64).reshape(k, core.STATE_FIELDS)
-            ref[i], events[i], last[i], max_at[i] = float(r), int(cnt), int(lst), float(mx)
-    # Every event of these leads: the (lead_id, occurred_at, id) index covers this.
-    evs = _raw_rows(
+    if rows:  # vectorized: no Python work per lead
+        lid, rulesets, refs, counts_, lasts, maxes, blobs = zip(*rows, strict=True)
+        size = _state_size(k)
+        pos = np.searchsorted(want, np.fromiter(lid, dtype=np.int64, count=len(rows)))
+        stored[pos] = True
+        ok = np.fromiter(
+            (r == key and len(b) == size for r, b in zip(rulesets, blobs, strict=True)),
+            dtype=np.bool_,
+            count=len(rows),
+        )
+        if ok.any():
+            good = pos[ok]
+            usable[good] = True
+            data = b"".join(itertools.compress(map(bytes, blobs), ok.tolist()))
+            state[good] = np.frombuffer(data, dtype=np.float64).reshape(-1, k, core.STATE_FIELDS)
+            ref[good] = np.asarray(refs, dtype=np.float64)[ok]
+            events[good] = np.asarray(counts_, dtype=np.int64)[ok]
+            last[good] = np.asarray(lasts, dtype=np.int64)[ok]
+            max_at[good] = np.asarray(maxes, dtype=np.float64)[ok]
+    dialect = session.get_bind().dialect.name
+    # Per lead: how many events and the highest id (index-only on (lead_id, occurred_at, id)),
+    # and the events above the lead's last folded one with their times: a batch's leads have
+    # ~10 events each and ~1 new, so the old events themselves are not read.
+    counts = _raw_rows(
         session,
-        f"SELECT lead_id, id, {_epoch_sql(session.get_bind().dialect.name, 'occurred_at')} FROM activities "
-        f"WHERE lead_id IN ({id_list})",
+        f"SELECT lead_id, count(*), max(id) FROM activities WHERE lead_id IN ({id_list}) GROUP BY lead_id",
         {},
     )
-    ev = np.array(evs, dtype=np.float64).reshape(-1, 3) if evs else np.zeros((0, 3))
+    n_all = np.zeros(n, dtype=np.int64)
+    all_last = np.zeros(n, dtype=np.int64)
+    if counts:
+        c = np.array(counts, dtype=np.int64).reshape(-1, 3)
+        c_pos = np.searchsorted(want, c[:, 0])
+        n_all[c_pos], all_last[c_pos] = c[:, 1], c[:, 2]
+    fresh = _raw_rows(
+        session,
+        f"SELECT act.lead_id, act.id, {_epoch_sql(dialect, 'act.occurred_at')} FROM activities act "
+        f"LEFT JOIN lead_engagement g ON g.lead_id = act.lead_id "
+        f"WHERE act.lead_id IN ({id_list}) AND act.id > COALESCE(g.last_event_id, 0)",
+        {},
+    )
+    ev = np.array(fresh, dtype=np.float64).reshape(-1, 3) if fresh else np.zeros((0, 3))
     ev_pos = np.searchsorted(want, ev[:, 0].astype(np.int64))
-    ev_id = ev[:, 1].astype(np.int64)
-    ev_t = ev[:, 2]
-    n_all = np.bincount(ev_pos, minlength=n)
-    is_new = ev_id > last[ev_pos]
-    n_new = np.bincount(ev_pos[is_new], minlength=n)
+    # A lead without a usable state folds nothing: all its new events are counted from 0.
+    is_new = ev[:, 1].astype(np.int64) > last[ev_pos]
+    ev, ev_pos = ev[is_new], ev_pos[is_new]
+    n_new = np.bincount(ev_pos, minlength=n)
     fold = usable & (events + n_new == n_all)
     rebuild = ~fold & ((n_all > 0) | stored)
     changed = (fold & (n_new > 0)) | rebuild
+    if rebuild.any():  # every event of the leads to rebuild (few: a state out of step)
+        sub = want[rebuild].tolist()
+        old = _raw_rows(
+            session,
+            f"SELECT lead_id, id, {_epoch_sql(dialect, 'occurred_at')} FROM activities "
+            f"WHERE lead_id IN ({_id_list(sub)})",
+            {},
+        )
+        ev_fold = ev[~rebuild[ev_pos]]
+        ev = np.concatenate([ev_fold, np.array(old, dtype=np.float64).reshape(-1, 3)])
+        ev_pos = np.searchsorted(want, ev[:, 0].astype(np.int64))
+    ev_id = ev[:, 1].astype(np.int64)
+    ev_t = ev[:, 2]
 
     def fold_in(
         lead_mask: np.ndarray[Any, np.dtype[np.bool_]], ev_mask: np.ndarray[Any, np.dtype[np.bool_]]
@@ -694,24 +731,32 @@ def refresh_arrays(
         out[sub[late]] = True
         return out
 
-    # Leads to rebuild start from nothing; then one fold of every event needed.
+    # Leads to rebuild start from nothing; then one fold of every event needed (``ev`` holds the
+    # new events of the leads that fold and every event of the leads to rebuild).
     state[rebuild] = core.empty_state(int(rebuild.sum()), k)
     ref[rebuild] = 0.0
     folding = (fold & (n_new > 0)) | rebuild
-    late = fold_in(folding, folding[ev_pos] & (is_new | rebuild[ev_pos]))
+    late = fold_in(folding, folding[ev_pos])
     if late.any():  # an event for a cap period already closed: rebuild those from all events
+        sub = want[late].tolist()
+        old = _raw_rows(
+            session,
+            f"SELECT lead_id, id, {_epoch_sql(dialect, 'occurred_at')} FROM activities "
+            f"WHERE lead_id IN ({_id_list(sub)})",
+            {},
+        )
+        ev = np.concatenate([ev[~late[ev_pos]], np.array(old, dtype=np.float64).reshape(-1, 3)])
+        ev_pos = np.searchsorted(want, ev[:, 0].astype(np.int64))
+        ev_id = ev[:, 1].astype(np.int64)
+        ev_t = ev[:, 2]
         state[late] = core.empty_state(int(late.sum()), k)
         ref[late] = 0.0
         fold_in(late, late[ev_pos])
         rebuild |= late
-    # Counts, highest id and latest time of the events folded.
+    # Highest id (from the counts), latest time and count of the events folded.
     new_max = np.full(n, -np.inf)
-    np.maximum.at(new_max, ev_pos[is_new], ev_t[is_new])
-    all_max = np.full(n, -np.inf)
-    np.maximum.at(all_max, ev_pos, ev_t)
-    all_last = np.zeros(n, dtype=np.int64)
-    np.maximum.at(all_last, ev_pos, ev_id)
-    max_at = np.where(rebuild, all_max, np.maximum(max_at, new_max))
+    np.maximum.at(new_max, ev_pos, ev_t)
+    max_at = np.where(rebuild, new_max, np.maximum(max_at, new_max))
     last = np.where(rebuild, all_last, np.maximum(last, all_last))
     events = np.where(rebuild, n_all, events + n_new)
     out_rows = [

@@ -8,7 +8,6 @@ from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadflow.db.base import Base, UTCDateTime, utcnow
-from leadflow.leads.models import Lead
 from leadflow.reports.models import LeadFunnelFact
 
 
@@ -26,13 +25,11 @@ class SavedSegment(Base):
     __table_args__ = (Index("ix_web_segments_user_name", "user_id", "name", unique=True),)
 
 
-# Indexes the web UI's queries need on other features' tables (declared here, next to the
-# revision that creates them, 20261123_67af6943b103_web_indexes.py):
-# - the inbox filtered by source and unassigned (or one owner), newest first, reads one page of
-#   this index instead of sorting every lead of the source (4.9 s at 1M);
-# - the dashboard's scoped lead charts (stage, source, funnel step) read the funnel facts of the
-#   visible owners through this one covering index, in one pass.
-Index("ix_leads_source_owner_created_id", Lead.source, Lead.owner_id, Lead.created_at, Lead.id)
+# An index the web UI's queries need on another feature's table (declared here, next to the
+# revision that creates it, 20261123_67af6943b103_web_indexes.py; the inbox's source index made
+# there is declared with the leads, leads/models.py): the dashboard's scoped lead charts (stage,
+# source, funnel step) read the funnel facts of the visible owners through this one covering
+# index, in one pass.
 Index(
     "ix_report_lead_funnel_owner_stage",
     LeadFunnelFact.owner_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from leadflow.db.base import Base, JSONType, UTCDateTime, utcnow
@@ -51,7 +51,7 @@ class WebhookAttempt(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     status_code: Mapped[int | None] = mapped_column(Integer)
-    latency_ms: Mapped[float] = mapped_column()
+    latency_ms: Mapped[float] = mapped_column(Float)
     error: Mapped[str | None] = mapped_column(Text)
     response: Mapped[str | None] = mapped_column(Text)  # the first 500 characters of the answer
     manual: Mapped[bool] = mapped_column(default=False)
