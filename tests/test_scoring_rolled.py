@@ -80,7 +80,10 @@ def check(db: Database, ids: list[int]) -> None:
 def assert_same(a: dict[int, tuple[float, float, float]], b: dict[int, tuple[float, float, float]]) -> None:
     assert set(a) == set(b)
     for lid in a:
-        assert a[lid] == pytest.approx(b[lid], abs=1e-6), lid
+        # 1e-4 of a point (scores show as whole numbers): the incremental path once differed from
+        # the recomputation by ~3e-6 in a helper's run (not reproduced in 13 reruns); a real
+        # mismatch (a lost, doubled or wrongly decayed event) is orders of magnitude larger.
+        assert a[lid] == pytest.approx(b[lid], abs=1e-4), lid
 
 
 KINDS = ["page_view", "email_open", "email_click", "content_download", "webinar", "demo_request", "call"]
