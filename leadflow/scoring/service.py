@@ -851,47 +851,22 @@ def _state_arrays(
     aligned with ``ids``: state, ref, max_at. Vectorized: no object per lead. A row out of step
     (another ruleset) is refreshed from the events."""
 
-    n_rules = len(model.engagement.rules)
     n = len(ids)
-    state = core.empty_state(n, n_rules)
-    ref = np.zeros(n, dtype=np.float64)
-    max_at = np.full(n, -np.inf)
-    if not n_rules or not n:
-        return state, ref, max_at
-    rows = _raw_rows(
-        session, f"SELECT lead_id, ruleset, ref, max_at, state FROM lead_engagement WHERE {where}", params
-    )
-    if not rows:
-        return state, ref, max_at
-    lid, rulesets, refs, maxes, blobs = zip(*rows, strict=True)
-    size = _state_size(n_rules)
-    id_arr = np.fromiter(lid, dtype=np.int64, count=len(rows))
-    joined = b"".join(blobs)
-    if rulesets.count(key) == len(rows) and len(joined) == size * len(rows):  # the usual case
-        ok = np.ones(len(rows), dtype=np.bool_)
-    else:
-        ok = np.fromiter(
-            (r == key and len(b) == size for r, b in zip(rulesets, blobs, strict=True)),
-            dtype=np.bool_,
-            count=len(rows),
+    if not len(model.engagement.rules) or not n:
+        return (
+            core.empty_state(n, len(model.engagement.rules)),
+            np.zeros(n, dtype=np.float64),
+            np.full(n, -np.inf),
         )
-    want = np.asarray(ids, dtype=np.int64)
-    pos = np.searchsorted(want, id_arr)
-    inside = (pos < n) & (want[np.minimum(pos, n - 1)] == id_arr)
-    good = ok & inside
-    if good.any():
-        data = joined if good.all() else b"".join(itertools.compress(blobs, good.tolist()))
-        state[pos[good]] = np.frombuffer(data, dtype=np.float64).reshape(-1, n_rules, core.STATE_FIELDS)
-        ref[pos[good]] = np.asarray(refs, dtype=np.float64)[good]
-        max_at[pos[good]] = np.asarray(maxes, dtype=np.float64)[good]
-    stale = id_arr[inside & ~ok].tolist()
+    read = _read_states(session, model, key, ids, where, params)
+    stale = np.flatnonzero(read.other).tolist()
     if stale:
-        fresh = refresh_states(session, model, stale)
-        for i in pos[inside & ~ok].tolist():
+        fresh = refresh_states(session, model, [ids[i] for i in stale])
+        for i in stale:
             st = fresh.get(ids[i])
             if st is not None:
-                state[i], ref[i], max_at[i] = st.state, st.ref, st.max_at
-    return state, ref, max_at
+                read.state[i], read.ref[i], read.max_at[i] = st.state, st.ref, st.max_at
+    return read.state, read.ref, read.max_at
 
 
 @dataclass(frozen=True)
@@ -1862,7 +1837,7 @@ def _read_states(
     params: Mapping[str, Any],
 ) -> _States:
     """The stored states of ``ids`` (sorted; ``where`` selects a superset of their rows), read
-    only: no refresh of rows out of step (see :func:`_state_arrays`)."""
+    only: rows out of step are flagged in ``other``, not refreshed (:func:`_state_arrays` does)."""
 
     n_rules = len(model.engagement.rules)
     n = len(ids)
@@ -1888,17 +1863,21 @@ def _read_states(
     lid, rulesets, refs, maxes, events, lasts, blobs = zip(*rows, strict=True)
     size = _state_size(n_rules)
     id_arr = np.fromiter(lid, dtype=np.int64, count=len(rows))
-    ok = np.fromiter(
-        (r == key and len(b) == size for r, b in zip(rulesets, blobs, strict=True)),
-        dtype=np.bool_,
-        count=len(rows),
-    )
+    joined = b"".join(blobs)
+    if rulesets.count(key) == len(rows) and len(joined) == size * len(rows):  # the usual case
+        ok = np.ones(len(rows), dtype=np.bool_)
+    else:
+        ok = np.fromiter(
+            (r == key and len(b) == size for r, b in zip(rulesets, blobs, strict=True)),
+            dtype=np.bool_,
+            count=len(rows),
+        )
     want = np.asarray(ids, dtype=np.int64)
     pos = np.minimum(np.searchsorted(want, id_arr), n - 1)
     inside = want[pos] == id_arr
     good = ok & inside
     if good.any() and n_rules:
-        data = b"".join(itertools.compress(blobs, good.tolist()))
+        data = joined if good.all() else b"".join(itertools.compress(blobs, good.tolist()))
         out.state[pos[good]] = np.frombuffer(data, dtype=np.float64).reshape(-1, n_rules, core.STATE_FIELDS)
     out.ref[pos[good]] = np.asarray(refs, dtype=np.float64)[good]
     out.max_at[pos[good]] = np.asarray(maxes, dtype=np.float64)[good]
