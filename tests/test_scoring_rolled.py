@@ -77,6 +77,21 @@ def check(db: Database, ids: list[int]) -> None:
     assert_same(stored(db, ids), {lid: from_events(db, [lid], at[lid])[lid] for lid in ids})
 
 
+def pricing_events(ids: list[int], plan: tuple[tuple[str, float], ...]) -> list[dict[str, Any]]:
+    """For each lead, one event of each (type, days ago) in ``plan``, on the /pricing page."""
+
+    return [
+        {
+            "lead_id": lid,
+            "type": kind,
+            "occurred_at": NOW - timedelta(days=days),
+            "properties": {"url": "/pricing"},
+        }
+        for lid in ids
+        for kind, days in plan
+    ]
+
+
 def assert_same(a: dict[int, tuple[float, float, float]], b: dict[int, tuple[float, float, float]]) -> None:
     assert set(a) == set(b)
     for lid in a:
@@ -143,16 +158,7 @@ def test_model_changes_reuse_or_rebuild_the_state(scoring: Database, admin: Acto
     ids = [new_lead(scoring, n, job_title=t) for n, t in enumerate(["VP Sales", "Student", "CTO"])]
     ingest(
         scoring,
-        [
-            {
-                "lead_id": lid,
-                "type": k,
-                "occurred_at": NOW - timedelta(days=d),
-                "properties": {"url": "/pricing"},
-            }
-            for lid in ids
-            for k, d in (("page_view", 1), ("page_view", 2), ("webinar", 20), ("email_open", 40))
-        ],
+        pricing_events(ids, (("page_view", 1), ("page_view", 2), ("webinar", 20), ("email_open", 40))),
     )
     first = svc.rescore_all(scoring, admin.principal, fire=False)
     assert first.rebuilt  # no state was ever built from all the events
@@ -212,18 +218,7 @@ def test_a_merge_moves_the_losers_engagement(scoring: Database, admin: Actor) ->
 
 def test_explanation_after_a_full_rescore_shows_rules_and_events(scoring: Database, admin: Actor) -> None:
     lid = new_lead(scoring, 1)
-    ingest(
-        scoring,
-        [
-            {
-                "lead_id": lid,
-                "type": "page_view",
-                "occurred_at": NOW - timedelta(days=d),
-                "properties": {"url": "/pricing"},
-            }
-            for d in (1, 2)
-        ],
-    )
+    ingest(scoring, pricing_events([lid], (("page_view", 1), ("page_view", 2))))
     with scoring.transaction() as s:
         svc.clear_scores(s)
     svc.rescore_all(scoring, admin.principal, fire=False)
@@ -295,19 +290,7 @@ def test_a_large_rescore_reads_ahead_in_a_second_process(
         new_lead(scoring, n, job_title=t)
         for n, t in enumerate(["VP Sales", "Student", "CTO", "Intern", "CEO"])
     ]
-    ingest(
-        scoring,
-        [
-            {
-                "lead_id": lid,
-                "type": k,
-                "occurred_at": NOW - timedelta(days=d),
-                "properties": {"url": "/pricing"},
-            }
-            for lid in ids[:4]
-            for k, d in (("page_view", 1), ("webinar", 3), ("email_click", 9))
-        ],
-    )
+    ingest(scoring, pricing_events(ids[:4], (("page_view", 1), ("webinar", 3), ("email_click", 9))))
     svc.rescore_all(scoring, admin.principal, as_of=NOW, fire=False)  # one process
     monkeypatch.setattr(svc, "PARALLEL_MIN_LEADS", 0)
     later = NOW + timedelta(days=2)
