@@ -57,6 +57,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def sqlite_time(t: datetime) -> str:
+    """A timestamp as UTCDateTime stores it on SQLite (naive UTC text with microseconds), for the
+    bulk paths that bypass the type (isoformat, not strftime: a third of the cost)."""
+
+    if t.utcoffset():
+        t = t.astimezone(UTC)
+    return t.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, datetime):
         return o.isoformat()

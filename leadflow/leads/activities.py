@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from leadflow.auth.principal import Perm, Principal
 from leadflow.core.engagement import ActivityType
-from leadflow.db.base import json_text, utcnow
+from leadflow.db.base import json_text, sqlite_time, utcnow
 from leadflow.db.pagination import Page, keyset, page_of
 from leadflow.errors import Forbidden, InvalidInput
 from leadflow.events import emit
@@ -42,14 +42,6 @@ _TYPE_ERROR = f"must be one of {', '.join(t.value for t in ActivityType)}"
 _Row = tuple[int, str, datetime, Any, str | None, Any, int | None]
 
 
-def _sqlite_time(t: datetime) -> str:
-    """UTCDateTime's text on SQLite (naive UTC, microseconds), without strftime."""
-
-    if t.utcoffset():
-        t = t.astimezone(UTC)
-    return t.replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
 def _insert_ignoring_duplicates(session: Session, rows: list[_Row], now: datetime) -> int | None:
     """Insert the rows (an external id stored meanwhile is skipped); returns an id at or below
     every id given to them (None: unknown). SQLite: the lowest one (the rows' ids are contiguous:
@@ -62,12 +54,12 @@ def _insert_ignoring_duplicates(session: Session, rows: list[_Row], now: datetim
     if dialect == "sqlite":
         # Straight to the DBAPI cursor with the values as UTCDateTime and JSONType store them
         # (SQLAlchemy's per-value type processing was most of the insert's CPU).
-        created = _sqlite_time(now)
+        created = sqlite_time(now)
         values = [
             (
                 lid,
                 kind,
-                _sqlite_time(at),
+                sqlite_time(at),
                 None if props is None else json_text(props),
                 ext,
                 source,
@@ -123,7 +115,7 @@ def _move_last_activity(session: Session, latest: Mapping[int, datetime]) -> Non
     conn.exec_driver_sql(
         "UPDATE leads SET last_activity_at = ?2 WHERE id = ?1 "
         "AND (last_activity_at IS NULL OR last_activity_at < ?2)",
-        [(i, _sqlite_time(latest[i])) for i in ids],
+        [(i, sqlite_time(latest[i])) for i in ids],
     )
 
 

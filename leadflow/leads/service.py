@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -42,7 +42,7 @@ from leadflow.core import lifecycle
 from leadflow.core.contact import ContactError, normalize_country
 from leadflow.core.identity import NormalizedLead, normalize_lead
 from leadflow.core.lifecycle import BadReason, Evidence, Origin, Stage
-from leadflow.db.base import Base, utcnow
+from leadflow.db.base import Base, sqlite_time, utcnow
 from leadflow.db.pagination import Page, keyset, page_of
 from leadflow.errors import Duplicate, Forbidden, InvalidInput, NotFound, StaleVersion
 from leadflow.events import emit
@@ -600,11 +600,10 @@ def transition_many(
             "json_extract(value, '$[2]') AS reason FROM json_each(:rows)) AS v "
             "WHERE leads.id = v.id AND leads.version = v.ver RETURNING leads.id"
         )
-        fmt = "%Y-%m-%d %H:%M:%S.%f"
         params = {
             "rows": json.dumps([list(r) for r in zip(ids, versions, reasons, strict=True)]),
-            "now": now.astimezone(UTC).strftime(fmt),
-            "when": when.astimezone(UTC).strftime(fmt),
+            "now": sqlite_time(now),
+            "when": sqlite_time(when),
         }
     moved = set(session.execute(text(sql), {**params, "stage": target.value}).scalars())
     if len(moved) != len(ids):

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,7 @@ from leadflow.auth.principal import Perm, Principal
 from leadflow.core import lifecycle
 from leadflow.core import scoring as core
 from leadflow.core.lifecycle import Origin, Stage
-from leadflow.db.base import Database, utcnow
+from leadflow.db.base import Database, sqlite_time, utcnow
 from leadflow.errors import Conflict, Forbidden, InvalidInput, NotFound
 from leadflow.events import DomainEvent, emit
 from leadflow.leads import service as leads
@@ -1127,7 +1127,7 @@ class RescoreResult:
 
 def _stamp(dialect: str, t: datetime) -> Any:
     # SQLite keeps naive UTC text (as UTCDateTime writes it); PostgreSQL takes the aware value.
-    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") if dialect == "sqlite" else t
+    return sqlite_time(t) if dialect == "sqlite" else t
 
 
 def _executemany(session: Session, sql: str, rows: list[tuple[Any, ...]]) -> None:
