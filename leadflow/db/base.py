@@ -10,10 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from leadflow.db import checkpoint
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -97,6 +99,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             **kwargs,
         )
 
+        # A database file (not in memory, not a read-only URI): checkpoints run on a thread of
+        # their own instead of in the committing writer (leadflow.db.checkpoint).
+        file = make_url(url).database or ""
+        background = (
+            checkpoint.Checkpointer(file)
+            if file and file != ":memory:" and not file.startswith("file:") and "mode=memory" not in url
+            else None
+        )
+
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:
             # WAL lets readers run while a writer commits; NORMAL sync is safe under WAL.
@@ -106,6 +117,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA cache_size=-65536")
+            if background is not None:
+                cur.execute(f"PRAGMA wal_autocheckpoint={checkpoint.AUTOCHECKPOINT_PAGES}")
+                cur.execute(f"PRAGMA journal_size_limit={checkpoint.JOURNAL_SIZE_LIMIT}")
             cur.close()
             # pysqlite's own transaction handling never BEGINs before a SAVEPOINT, so RELEASE
             # committed nested work early; we take transaction control away from it.
@@ -125,12 +139,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # writers queue on the busy timeout instead of failing.
             if conn.info.get("lf_begin_pending") and not _SQLITE_READ.match(statement):
                 conn.info["lf_begin_pending"] = False
+                conn.info["lf_wrote"] = True
                 cursor.execute("BEGIN IMMEDIATE")
 
         @event.listens_for(engine, "commit")
+        def _sqlite_commit(conn: Any) -> None:
+            conn.info["lf_begin_pending"] = False
+            if conn.info.pop("lf_wrote", False) and background is not None:
+                background.notify()
+
         @event.listens_for(engine, "rollback")
         def _sqlite_end(conn: Any) -> None:
             conn.info["lf_begin_pending"] = False
+            conn.info.pop("lf_wrote", None)
+
+        if background is not None:
+            event.listen(engine, "engine_disposed", lambda _engine: background.close())
+            checkpoint.attach(engine, background)
 
         return engine
     return create_engine(
