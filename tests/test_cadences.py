@@ -30,6 +30,7 @@ from leadflow.config import get_settings
 from leadflow.core.lifecycle import Stage
 from leadflow.db.base import Database
 from leadflow.events import emit
+from leadflow.leads import activities
 from leadflow.leads import service as leads
 from leadflow.leads.models import Lead
 from leadflow.tasks.models import Task
@@ -378,6 +379,31 @@ def test_events_open_tasks_and_enroll_idempotently(
         got = sorted((t.title, t.source) for t in s.scalars(select(Task).where(Task.lead_id == lead_id)))
         assert got == [("Call back", "handoff"), ("Hot lead", "scoring")]
         assert len(s.scalars(select(Enrollment).where(Enrollment.lead_id == lead_id)).all()) == 1
+
+
+def test_the_default_scoring_model_enrolls_a_new_mql_in_the_seeded_marketing_email(
+    db: Database, clock: SettableClock, app: FastAPI
+) -> None:
+    # The default model's threshold at 60 asks for sequence "marketing-email": it exists out of
+    # the box (seeded with the default follow-up), so the enrollment is carried out.
+    lead_id = make_lead(
+        db, "vp@acme.io", job_title="VP Sales", industry="Software", employee_count=300
+    )  # fit 100: total 50
+    soon = datetime.now(UTC) + timedelta(days=1)  # dated ahead (scores are computed for now): no decay
+    with db.transaction() as s:
+        res = activities.ingest(
+            s,
+            SYSTEM,
+            [{"lead_id": lead_id, "type": t, "occurred_at": soon} for t in ("webinar", "form_submit")],
+        )
+        assert not res.errors
+    with db.transaction() as s:
+        assert s.get(Lead, lead_id).stage == Stage.MQL.value  # type: ignore[union-attr]
+        enrolled = s.scalars(select(Enrollment).where(Enrollment.lead_id == lead_id)).all()
+        keys = {svc.get_sequence(s, e.sequence_id).key for e in enrolled}
+        assert keys == {"marketing-email"}
+        marketing = svc.get_sequence(s, "marketing-email")
+        assert [step["type"] for step in marketing.steps] == ["email", "wait", "email", "wait", "email"]
 
 
 def test_the_reactions_of_one_commit_share_a_transaction_and_a_failing_one_is_undone_alone(

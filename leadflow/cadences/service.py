@@ -62,16 +62,18 @@ def lead_hours(lead: Lead) -> WorkingHours:
 # ------------------------------------------------------------------------------- sequences
 
 
-def _ensure_defaults(session: Session) -> None:
-    key = core.DEFAULT_SEQUENCE["key"]
-    if session.scalar(select(Sequence.id).where(Sequence.key == key)) is None:
-        d = core.DEFAULT_SEQUENCE
+def ensure_default_sequences(session: Session) -> None:
+    keys = [d["key"] for d in core.DEFAULT_SEQUENCES]
+    present = set(session.scalars(select(Sequence.key).where(Sequence.key.in_(keys))))
+    for d in core.DEFAULT_SEQUENCES:
+        if d["key"] in present:
+            continue
         now = clock_now()
         try:
             with session.begin_nested():
                 session.add(
                     Sequence(
-                        key=key,
+                        key=d["key"],
                         name=d["name"],
                         description=d["description"],
                         steps=d["steps"],
@@ -86,7 +88,7 @@ def _ensure_defaults(session: Session) -> None:
 
 
 def get_sequence(session: Session, key_or_id: str | int) -> Sequence:
-    _ensure_defaults(session)
+    ensure_default_sequences(session)
     if isinstance(key_or_id, int) or str(key_or_id).isdigit():
         seq = session.get(Sequence, int(key_or_id))
     else:
@@ -101,7 +103,7 @@ def get_sequence(session: Session, key_or_id: str | int) -> Sequence:
 
 def list_sequences(session: Session, actor: Principal) -> list[Sequence]:
     actor.require(Perm.LEADS_READ)
-    _ensure_defaults(session)
+    ensure_default_sequences(session)
     return list(session.scalars(select(Sequence).order_by(Sequence.id)))
 
 

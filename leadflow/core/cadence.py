@@ -191,3 +191,53 @@ DEFAULT_SEQUENCE: dict[str, Any] = {
         },
     ],
 }
+
+
+# The default scoring model's "marketing email at 60" (seeds) enrolls a lead here: emails only,
+# from the owner, three of them about every other business day; an unanswered lead stays where it
+# is (the sales call at 80 is a task of its own).
+MARKETING_EMAIL_SEQUENCE: dict[str, Any] = {
+    "key": "marketing-email",
+    "name": "Marketing email",
+    "description": (
+        "Three emails about every other day for a newly marketing-qualified lead; stops on a reply, "
+        "a booked meeting, a stage change or an unsubscribe."
+    ),
+    "max_attempts": 3,
+    "on_exhausted": Exhausted.NONE.value,
+    "steps": [
+        {
+            "type": "email",
+            "subject": "{{ lead.first_name or 'Hello' }}, resources for {{ lead.company or 'your team' }}",
+            "body": (
+                "Hi {{ lead.first_name or 'there' }},\n\n"
+                "Thanks for your interest. Here is what teams like {{ lead.company or 'yours' }} "
+                "usually look at first; if a short walkthrough would help, just reply to this email.\n\n"
+                "Best,\n{{ owner.name }}\n"
+            ),
+        },
+        {"type": "wait", "days": 2},
+        {
+            "type": "email",
+            "subject": "How others solved it, {{ lead.first_name or 'there' }}",
+            "body": (
+                "Hi {{ lead.first_name or 'there' }},\n\n"
+                "A short story of a customer in a similar spot, and what changed for them. "
+                "Happy to share more if it is relevant for you.\n\n{{ owner.name }}\n"
+            ),
+        },
+        {"type": "wait", "days": 2},
+        {
+            "type": "email",
+            "subject": "Worth a conversation?",
+            "body": (
+                "Hi {{ lead.first_name or 'there' }},\n\n"
+                "If improving this is on your list this quarter, reply with a time that suits you "
+                "and I will set up a call.\n\n{{ owner.name }}\n"
+            ),
+        },
+    ],
+}
+
+# Seeded on first use (and by the demo), in this order.
+DEFAULT_SEQUENCES: tuple[dict[str, Any], ...] = (DEFAULT_SEQUENCE, MARKETING_EMAIL_SEQUENCE)

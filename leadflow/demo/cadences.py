@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
+from leadflow.cadences import service as cadences
 from leadflow.cadences.models import Enrollment, Sequence, StepRun
 from leadflow.core import cadence as core
 from leadflow.core.calendar import WorkingHours, next_working_time
@@ -63,22 +64,9 @@ def add_follow_up(db: Database, *, now: datetime, seed: int = 42, share: float =
             )
         if tasks:
             s.execute(insert(Task), tasks)
-        d = core.DEFAULT_SEQUENCE
-        seq_id = s.scalar(select(Sequence.id).where(Sequence.key == d["key"]))
-        if seq_id is None:
-            seq = Sequence(
-                key=d["key"],
-                name=d["name"],
-                description=d["description"],
-                steps=d["steps"],
-                max_attempts=d["max_attempts"],
-                on_exhausted=d["on_exhausted"],
-                created_at=now,
-                updated_at=now,
-            )
-            s.add(seq)
-            s.flush()
-            seq_id = seq.id
+        # The default sequences (also the marketing email the default scoring model enrolls MQLs in).
+        cadences.ensure_default_sequences(s)
+        seq_id = s.scalar(select(Sequence.id).where(Sequence.key == core.DEFAULT_SEQUENCE["key"]))
         mqls = [r for r in rows if r[2] == "mql"]
         chosen = [r for r in mqls if rng.random() < 0.1]
         enrolled = 0
