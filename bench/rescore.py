@@ -197,6 +197,92 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def ingest_floor(db: Database, n_leads: int, n_events: int, batch: int, seed: int, now: datetime) -> None:
+    """SQLite's own floor for step 4: only the writes a batch of ingested events makes with
+    incremental scoring, from tuples built in advance (no validation, no reads, no scoring
+    arithmetic, no Python between statements), in the product's two transactions: the events and
+    ``last_activity_at``, then per distinct lead its engagement state, score and history point.
+    Same connection settings as the product (background checkpoints included)."""
+
+    from leadflow.db import checkpoint
+
+    rng = np.random.default_rng(seed + 2)
+    raw: Any = db.engine.raw_connection()
+    conn = raw.driver_connection
+    ck = checkpoint.of(db.engine)
+    state = conn.execute(
+        "SELECT ruleset, ref, events, last_event_id, max_at, state FROM lead_engagement LIMIT 1"
+    ).fetchone()
+    armed = conn.execute("SELECT armed FROM lead_scores LIMIT 1").fetchone()[0]
+    run = time.time_ns()
+    plans = []
+    for b in range(0, n_events, batch):
+        k = min(batch, n_events - b)
+        leads = rng.integers(1, n_leads + 1, k).tolist()
+        at = ts("sqlite", now)
+        events = [
+            (lid, "page_view", at, '{"url": "/pricing"}', f"floor-{run}-{b + j}", None, None, at)
+            for j, lid in enumerate(leads)
+        ]
+        distinct = sorted(set(leads))
+        plans.append(
+            (
+                events,
+                [(i, at) for i in distinct],
+                [(i, *state) for i in distinct],
+                [(i, 1, 30.0, 20.0, 40.0 + (i % 40), "B", None, armed, at) for i in distinct],
+                [(i, at, 30.0, 20.0, 40.0 + (i % 40), 1) for i in distinct],
+            )
+        )
+    t, cpu = time.perf_counter(), time.process_time()
+    for events, last, states, scores, history in plans:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO activities (lead_id, type, occurred_at, properties, external_id, source, actor_id, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            events,
+        )
+        conn.executemany(
+            "UPDATE leads SET last_activity_at = ?2 WHERE id = ?1 "
+            "AND (last_activity_at IS NULL OR last_activity_at < ?2)",
+            last,
+        )
+        conn.execute("COMMIT")
+        if ck is not None:
+            ck.notify()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO lead_engagement (lead_id, ruleset, ref, events, last_event_id, max_at, state) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (lead_id) DO UPDATE SET ruleset = excluded.ruleset, "
+            "ref = excluded.ref, events = excluded.events, last_event_id = excluded.last_event_id, "
+            "max_at = excluded.max_at, state = excluded.state",
+            states,
+        )
+        conn.executemany(
+            "INSERT INTO lead_scores (lead_id, model_version, fit, engagement, total, grade, explanation, "
+            "armed, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (lead_id) DO UPDATE SET "
+            "model_version = excluded.model_version, fit = excluded.fit, engagement = excluded.engagement, "
+            "total = excluded.total, grade = excluded.grade, armed = excluded.armed, "
+            "computed_at = excluded.computed_at",
+            scores,
+        )
+        conn.executemany(
+            "INSERT INTO score_history (lead_id, at, fit, engagement, total, model_version) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            history,
+        )
+        conn.execute("COMMIT")
+        if ck is not None:
+            ck.notify()
+    took, cpu = time.perf_counter() - t, time.process_time() - cpu
+    raw.close()
+    print(
+        f"INGEST FLOOR (SQLite writes only): {n_events:,} events in {len(plans)} batches of {batch:,} "
+        f"in {took:.2f}s wall, {cpu:.2f}s CPU (this process, checkpoint thread included) = "
+        f"{n_events / took:,.0f} events/s ({n_events / cpu:,.0f} per CPU second); load {load()}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--leads", type=int, default=20_000)
@@ -222,6 +308,11 @@ def main() -> None:
         "then run two days after generation",
     )
     ap.add_argument("--silent", action="store_true", help="step 3 does not act on crossings either")
+    ap.add_argument(
+        "--ingest-floor",
+        action="store_true",
+        help="with --reuse, SQLite: instead of step 4, only the writes its batches make (the floor)",
+    )
     ap.add_argument(
         "--reuse",
         action="store_true",
@@ -306,6 +397,13 @@ def main() -> None:
             scoring.save_model(s, SYSTEM, doc, activate=True)
         acting = not args.silent
         rescore(f"after a model change (weights), {'acting' if acting else 'silent'}", later, acting)
+
+    if args.ingest_floor:
+        if db.dialect != "sqlite" or not (args.reuse and existing):
+            ap.error("--ingest-floor needs --reuse and a SQLite database generated by an earlier run")
+        ingest_floor(db, args.leads, args.ingest, args.batch, args.seed, now)
+        db.dispose()
+        return
 
     # Ingest: batches of events for random leads, incremental scoring after each commit.
     if not args.no_scoring:
