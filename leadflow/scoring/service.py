@@ -76,9 +76,9 @@ CHUNK = 50_000
 # From this many leads on, a full rescore reads ahead in a second process (starting it costs
 # about a second: the imports).
 PARALLEL_MIN_LEADS = 200_000
-# A full rescore on SQLite drops ix_lead_scores_total for the rest of the run when its first range
-# moved at least half of its scores and this many leads are left (building the index again costs
-# about a second per million scores; updating it costs about 4 us per score written).
+# A full rescore on SQLite drops ix_lead_scores_total for the rest of the run once the ranges done
+# moved at least half of their scores and this many leads are left (building the index again
+# costs under a second per million scores; updating it, about 4 us per score written).
 REINDEX_MIN_LEADS = 100_000
 ALL_EVENTS = "1 = 1"  # the full rescore's filter on activities: every event, in storage order
 INCREMENTAL_BATCH = 10_000
@@ -2159,7 +2159,9 @@ def rescore_all(
         return done_now
 
     # SQLite, a rescore that rewrites most scores: without ix_lead_scores_total while it writes
-    # (decided after the first range; see leadflow.scoring.models.TOTAL_INDEX).
+    # (dropped once the ranges done so far moved at least half of their scores and enough leads
+    # are left; built again at the end, see leadflow.scoring.models.TOTAL_INDEX). Meanwhile the
+    # score order (the inbox sorted by score) is a scan and a sort instead of an index walk.
     reindex = db.dialect == "sqlite"
     dropped = False
     try:
