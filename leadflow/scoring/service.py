@@ -22,6 +22,7 @@ explanations and history.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import logging
@@ -1315,7 +1316,7 @@ def _previous(
             found_at = found_at[wanted]
         _, fit, eng, total, armed, version, grade = zip(*rows, strict=True)
         pos = order[found_at]
-        if not any(isinstance(a, dict) for a in armed):
+        if not any(issubclass(k, dict) for k in set(map(type, armed))):  # (types at C speed)
             # JSON text (SQLite): a handful of distinct values, mapped at C speed.
             distinct = {a: code_of(a) for a in dict.fromkeys(armed)}
             codes = np.fromiter(map(distinct.__getitem__, armed), dtype=np.int64, count=len(armed))
@@ -1592,7 +1593,12 @@ def _write(
         fired[:] = False
     # The armed state as JSON text: one per distinct combination (a handful), shared by the rows.
     if tids:
-        combos, combo_of = np.unique(new_armed, axis=0, return_inverse=True)
+        if len(tids) < 63:  # each row as the bits of one integer: np.unique(axis=0) sorts far slower
+            bits = np.left_shift(1, np.arange(len(tids), dtype=np.int64))
+            packed, combo_of = np.unique(new_armed.astype(np.int64) @ bits, return_inverse=True)
+            combos = (packed[:, None] & bits) != 0
+        else:
+            combos, combo_of = np.unique(new_armed, axis=0, return_inverse=True)
         texts = [json.dumps(dict(zip(tids, map(bool, c), strict=True))) for c in combos.tolist()]
         armed_text = [texts[i] for i in combo_of.reshape(-1).tolist()]
     else:
@@ -1930,6 +1936,7 @@ def _fit_range_in_worker(
     db = _worker.get(url)
     if db is None:
         db = _worker[url] = Database(url)
+        gc.disable()  # a process of its own for one rescore: as in rescore_all
     model = core.parse_model(document)
     return _fit_range(db, model, start, end, key)
 
@@ -2164,6 +2171,12 @@ def rescore_all(
     # score order (the inbox sorted by score) is a scan and a sort instead of an index walk.
     reindex = db.dialect == "sqlite"
     dropped = False
+    # No cyclic garbage collection while it runs: each range allocates ~10 tuples per lead (rows
+    # fetched and written), which set off collections that scan every live object again and
+    # again: ~1/4 of the CPU time of a decay refresh at 1M leads. Reference counting still frees
+    # everything (the rescore makes no cycles); other threads' cycles wait until it ends.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         if reindex:
             with db.engine.begin() as conn:
@@ -2216,6 +2229,8 @@ def rescore_all(
             if pool is None and start <= int(hi):
                 ahead = read_ahead(start)
     finally:
+        if collecting:
+            gc.enable()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         if dropped:
