@@ -26,3 +26,8 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")  # parallel feature branches may add sibling heads
+    # An index a killed full rescore dropped (leadflow.scoring.models.TOTAL_INDEX) comes back.
+    from leadflow.scoring.models import ensure_total_index
+
+    with engine.begin() as conn:
+        ensure_total_index(conn)

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    inspect,
+)
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.schema import CreateIndex
 
 from leadflow.db.base import Base, JSONType, UTCDateTime, utcnow
 
@@ -45,6 +57,21 @@ class LeadScore(Base):
     computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (Index("ix_lead_scores_total", "total"),)
+
+
+# A full rescore on SQLite that rewrites most scores drops this index while it writes and builds
+# it again at the end (one sorted build instead of a random index update per score). A rescore
+# killed in between leaves it missing: the next full rescore and every migration run (``leadflow
+# init``/``serve``/CLI commands) build it again.
+TOTAL_INDEX = next(ix for ix in cast(Table, LeadScore.__table__).indexes if ix.name == "ix_lead_scores_total")
+
+
+def ensure_total_index(conn: Connection) -> None:
+    """Create ``ix_lead_scores_total`` if it is missing (checked with a read first: no write lock
+    when it is there)."""
+
+    if all(ix["name"] != TOTAL_INDEX.name for ix in inspect(conn).get_indexes(LeadScore.__tablename__)):
+        conn.execute(CreateIndex(TOTAL_INDEX, if_not_exists=True))
 
 
 class ScoreHistory(Base):

@@ -22,6 +22,7 @@ explanations and history.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import logging
@@ -40,6 +41,7 @@ import numpy as np
 from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import DropIndex
 
 from leadflow.audit.service import record
 from leadflow.auth.models import Role
@@ -53,11 +55,13 @@ from leadflow.events import DomainEvent, emit
 from leadflow.leads import service as leads
 from leadflow.leads.models import Activity, Lead
 from leadflow.scoring.models import (
+    TOTAL_INDEX,
     EngagementBuild,
     LeadScore,
     ScoreHistory,
     ScoringModelVersion,
     ThresholdFiring,
+    ensure_total_index,
 )
 from leadflow.webhooks import service as webhooks
 
@@ -73,6 +77,10 @@ CHUNK = 50_000
 # From this many leads on, a full rescore reads ahead in a second process (starting it costs
 # about a second: the imports).
 PARALLEL_MIN_LEADS = 200_000
+# A full rescore on SQLite drops ix_lead_scores_total for the rest of the run once the ranges done
+# moved at least half of their scores and this many leads are left (building the index again
+# costs under a second per million scores; updating it, about 4 us per score written).
+REINDEX_MIN_LEADS = 100_000
 ALL_EVENTS = "1 = 1"  # the full rescore's filter on activities: every event, in storage order
 INCREMENTAL_BATCH = 10_000
 RESCORE_ATTEMPTS = 3  # incremental rescoring after a commit, on lock timeouts and deadlocks
@@ -1308,7 +1316,7 @@ def _previous(
             found_at = found_at[wanted]
         _, fit, eng, total, armed, version, grade = zip(*rows, strict=True)
         pos = order[found_at]
-        if not any(isinstance(a, dict) for a in armed):
+        if not any(issubclass(k, dict) for k in set(map(type, armed))):  # (types at C speed)
             # JSON text (SQLite): a handful of distinct values, mapped at C speed.
             distinct = {a: code_of(a) for a in dict.fromkeys(armed)}
             codes = np.fromiter(map(distinct.__getitem__, armed), dtype=np.int64, count=len(armed))
@@ -1585,7 +1593,12 @@ def _write(
         fired[:] = False
     # The armed state as JSON text: one per distinct combination (a handful), shared by the rows.
     if tids:
-        combos, combo_of = np.unique(new_armed, axis=0, return_inverse=True)
+        if len(tids) < 63:  # each row as the bits of one integer: np.unique(axis=0) sorts far slower
+            bits = np.left_shift(1, np.arange(len(tids), dtype=np.int64))
+            packed, combo_of = np.unique(new_armed.astype(np.int64) @ bits, return_inverse=True)
+            combos = (packed[:, None] & bits) != 0
+        else:
+            combos, combo_of = np.unique(new_armed, axis=0, return_inverse=True)
         texts = [json.dumps(dict(zip(tids, map(bool, c), strict=True))) for c in combos.tolist()]
         armed_text = [texts[i] for i in combo_of.reshape(-1).tolist()]
     else:
@@ -1923,6 +1936,7 @@ def _fit_range_in_worker(
     db = _worker.get(url)
     if db is None:
         db = _worker[url] = Database(url)
+        gc.disable()  # a process of its own for one rescore: as in rescore_all
     model = core.parse_model(document)
     return _fit_range(db, model, start, end, key)
 
@@ -2129,24 +2143,12 @@ def rescore_all(
     # would fetch each event's row out of order).
     key = core.engagement_key(active.model)
     snapshot = utcnow()
-    t = time.perf_counter()
-    build: _Build | None = None
-    with db.transaction() as session:
-        reuse = (
-            not rebuild and session.get(EngagementBuild, key) is not None and _states_consistent(session, key)
-        )
-        if not reuse:
-            build = _build_states(session, active.model, now)
-    t = result.timed("engagement state check" if reuse else "engagement state build (SQL)", t)
-    result.rebuilt = build is not None
-    done = 0
-    start = int(lo)
     # Many leads: the attributes, fit points and kept engagement states of the next id range are
     # read and computed in a second process (its own connection and snapshot; a thread would
     # fight this one for the GIL row by row) while this one writes the current range. Under the
     # range's lock, leads deleted or merged since are dropped, leads created since are read, and
-    # states changed since are read again.
-    states_key = key if build is None else None
+    # states changed since are read again. The process starts (~1 s of imports) and reads the
+    # first range while this one checks the kept states; its states go unused if they are rebuilt.
     pool = (
         ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         # (an in-memory SQLite database cannot be opened by another process)
@@ -2154,6 +2156,7 @@ def rescore_all(
         else None
     )
     doc = active.model.to_document()
+    states_key: str | None = key
 
     def read_ahead(lo: int) -> Future[_Fitted]:
         if pool is not None:
@@ -2162,8 +2165,41 @@ def rescore_all(
         done_now.set_result(_fit_range(db, active.model, lo, lo + chunk, states_key))
         return done_now
 
+    # SQLite, a rescore that rewrites most scores: without ix_lead_scores_total while it writes
+    # (dropped once the ranges done so far moved at least half of their scores and enough leads
+    # are left; built again at the end, see leadflow.scoring.models.TOTAL_INDEX). Meanwhile the
+    # score order (the inbox sorted by score) is a scan and a sort instead of an index walk.
+    reindex = db.dialect == "sqlite"
+    dropped = False
+    # No cyclic garbage collection while it runs: each range allocates ~10 tuples per lead (rows
+    # fetched and written), which set off collections that scan every live object again and
+    # again: ~1/4 of the CPU time of a decay refresh at 1M leads. Reference counting still frees
+    # everything (the rescore makes no cycles); other threads' cycles wait until it ends.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
-        ahead = read_ahead(start)
+        if reindex:
+            with db.engine.begin() as conn:
+                ensure_total_index(conn)  # a rescore killed earlier left it dropped
+        start = int(lo)
+        ahead = read_ahead(start) if pool is not None else None
+        t = time.perf_counter()
+        build: _Build | None = None
+        with db.transaction() as session:
+            reuse = (
+                not rebuild
+                and session.get(EngagementBuild, key) is not None
+                and _states_consistent(session, key)
+            )
+            if not reuse:
+                build = _build_states(session, active.model, now)
+        t = result.timed("engagement state check" if reuse else "engagement state build (SQL)", t)
+        result.rebuilt = build is not None
+        if build is not None:
+            states_key = None
+        if ahead is None:
+            ahead = read_ahead(start)
+        done = 0
         while start <= int(hi):
             end = start + chunk
             t = time.perf_counter()
@@ -2179,11 +2215,29 @@ def rescore_all(
             if progress:
                 progress(done, int(total))
             start = end
+            if (
+                reindex
+                and not dropped
+                and result.changed * 2 >= result.leads
+                and int(total) - done >= REINDEX_MIN_LEADS
+            ):
+                t = time.perf_counter()
+                with db.engine.begin() as conn:
+                    conn.execute(DropIndex(TOTAL_INDEX, if_exists=True))
+                dropped = True
+                result.timed("drop total index", t)
             if pool is None and start <= int(hi):
                 ahead = read_ahead(start)
     finally:
+        if collecting:
+            gc.enable()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if dropped:
+            t = time.perf_counter()
+            with db.engine.begin() as conn:
+                ensure_total_index(conn)
+            result.timed("build total index", t)
     if build is not None:
         with db.transaction() as session:
             # States of other rulesets and of merged-away leads are out of step: drop them (under
