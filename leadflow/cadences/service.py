@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -365,8 +365,11 @@ def enroll_many(session: Session, actor: Principal, requests: list[EnrollRequest
         return out
     session.add_all([e for e, *_ in new])
     session.flush()  # one multi-row INSERT: the ids for the step runs, the audit and the events
-    session.add_all([_step_run(e, lead, seq, first, now) for e, lead, seq, first, _ in new])
-    session.flush()
+    # The first steps need no ids back: one executemany (the ORM flush inserts row by row on
+    # SQLite when it must read ids back).
+    session.execute(
+        insert(StepRun), [_step_run_values(e, lead, seq, first, now) for e, lead, seq, first, _ in new]
+    )
     record_many(
         session,
         actor,
@@ -385,19 +388,19 @@ def enroll_many(session: Session, actor: Principal, requests: list[EnrollRequest
     return out
 
 
-def _step_run(
+def _step_run_values(
     enrollment: Enrollment, lead: Lead, seq: Sequence, nxt: core.NextStep, now: datetime
-) -> StepRun:
+) -> dict[str, Any]:
     step = steps_of(seq)[nxt.index]
-    return StepRun(
-        enrollment_id=enrollment.id,
-        lead_id=lead.id,
-        step_index=nxt.index,
-        kind=step.type,
-        due_at=add_business_days(now, nxt.wait_days, lead_hours(lead)),
-        status="pending",
-        created_at=now,
-    )
+    return {
+        "enrollment_id": enrollment.id,
+        "lead_id": lead.id,
+        "step_index": nxt.index,
+        "kind": step.type,
+        "due_at": add_business_days(now, nxt.wait_days, lead_hours(lead)),
+        "status": "pending",
+        "created_at": now,
+    }
 
 
 def _schedule(
@@ -405,7 +408,7 @@ def _schedule(
 ) -> StepRun:
     seq = session.get(Sequence, enrollment.sequence_id)
     assert seq is not None
-    run = _step_run(enrollment, lead, seq, nxt, now)
+    run = StepRun(**_step_run_values(enrollment, lead, seq, nxt, now))
     session.add(run)
     session.flush()
     return run
