@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from leadflow.audit.service import record
+from leadflow.audit.service import record, record_many
 from leadflow.auth.models import Role, User
 from leadflow.auth.principal import Perm, Principal
 from leadflow.cadences import mail
@@ -38,7 +38,7 @@ from leadflow.errors import Forbidden, InvalidInput, NotFound
 from leadflow.events import emit
 from leadflow.leads.activities import log_activity
 from leadflow.leads.models import Activity, Lead
-from leadflow.leads.service import get_lead, transition_lead, visibility_clause
+from leadflow.leads.service import get_lead, get_leads, transition_lead, visibility_clause
 from leadflow.tasks import service as tasks
 from leadflow.tasks.models import Task, TaskKind, TaskStatus
 
@@ -253,22 +253,162 @@ def enroll(
     return enrollment, True
 
 
+@dataclass(frozen=True)
+class EnrollRequest:
+    lead_id: int
+    sequence: str | int
+    source: str = "manual"
+    source_key: str | None = None
+
+
+@dataclass(frozen=True)
+class EnrollOutcome:
+    """What became of one request of :func:`enroll_many`: the enrollment (``created`` when new)
+    or, when refused, why (the message :func:`enroll` raises with)."""
+
+    enrollment: Enrollment | None
+    created: bool = False
+    refused: str | None = None
+
+
+def enroll_many(session: Session, actor: Principal, requests: list[EnrollRequest]) -> list[EnrollOutcome]:
+    """:func:`enroll` for many requests (a batch of threshold crossings), set-based: one query
+    for the leads, one per sequence named, one for the earlier requests' source keys and one for
+    the active enrollments, the enrollments and their first steps inserted together, one audit
+    call; still one audit entry and one ``sequence.enrolled`` per new enrollment. The same
+    checks and outcomes as one :func:`enroll` per request in order, except that a refused request
+    (a closed, merged or unsubscribed lead, an unknown or inactive sequence) is reported in its
+    outcome instead of raised, and the others go on. Other errors (a concurrent enrollment's
+    unique violation) fail the whole set: run it in a savepoint and fall back to :func:`enroll`
+    one at a time."""
+
+    actor.require(Perm.LEADS_WRITE)
+    if not requests:
+        return []
+    leads_by_id = get_leads(session, actor, [r.lead_id for r in requests])
+    sequences: dict[str | int, Sequence | str] = {}  # as named -> the sequence, or why not
+    for name in dict.fromkeys(r.sequence for r in requests):
+        try:
+            seq = get_sequence(session, name)
+        except NotFound as exc:
+            sequences[name] = exc.message
+            continue
+        sequences[name] = seq if seq.active else f"sequence {seq.key} is inactive"
+    keys = [r.source_key for r in requests if r.source_key]
+    by_key: dict[str, Enrollment] = {}
+    for start in range(0, len(keys), 2000):
+        by_key.update(
+            (e.source_key, e)
+            for e in session.scalars(
+                select(Enrollment).where(Enrollment.source_key.in_(keys[start : start + 2000]))
+            )
+            if e.source_key
+        )
+    lead_ids = sorted(leads_by_id)
+    active: dict[tuple[int, int], Enrollment] = {}
+    seq_ids = [s.id for s in sequences.values() if isinstance(s, Sequence)]
+    for start in range(0, len(lead_ids) if seq_ids else 0, 2000):
+        for e in session.scalars(
+            select(Enrollment).where(
+                Enrollment.lead_id.in_(lead_ids[start : start + 2000]),
+                Enrollment.sequence_id.in_(seq_ids),
+                Enrollment.status == "active",
+            )
+        ):
+            active[(e.lead_id, e.sequence_id)] = e
+    now = clock_now()
+    out: list[EnrollOutcome] = []
+    new: list[tuple[Enrollment, Lead, Sequence, core.NextStep, str]] = []
+    for r in requests:
+        lead = leads_by_id.get(r.lead_id)
+        named = sequences[r.sequence]
+        refusal: str | None = None
+        if lead is None:
+            refusal = f"lead {r.lead_id} not found"
+        elif isinstance(named, str):
+            refusal = named
+        elif lead.merged_into_id is not None:
+            refusal = f"lead {r.lead_id} was merged into lead {lead.merged_into_id}"
+        elif lead.stage in CLOSED_STAGES:
+            refusal = f"lead {r.lead_id} is {lead.stage}: it takes no follow-up"
+        elif lead.unsubscribed:
+            refusal = f"lead {r.lead_id} unsubscribed"
+        if refusal is not None or lead is None or isinstance(named, str):
+            out.append(EnrollOutcome(None, refused=refusal))
+            continue
+        seq = named
+        prior = by_key.get(r.source_key) if r.source_key else None
+        if prior is None:
+            prior = active.get((lead.id, seq.id))
+        if prior is not None:  # already enrolled (by an earlier request of this set, too)
+            out.append(EnrollOutcome(prior))
+            continue
+        first = core.next_step(steps_of(seq), None)
+        if first is None:
+            out.append(EnrollOutcome(None, refused=f"sequence {seq.key} has no steps"))
+            continue
+        enrollment = Enrollment(
+            lead_id=lead.id,
+            sequence_id=seq.id,
+            status="active",
+            source=r.source[:40],
+            source_key=r.source_key,
+            enrolled_by=actor.user_id,
+            enrolled_at=now,
+        )
+        active[(lead.id, seq.id)] = enrollment
+        if r.source_key:
+            by_key[r.source_key] = enrollment
+        new.append((enrollment, lead, seq, first, r.source))
+        out.append(EnrollOutcome(enrollment, created=True))
+    if not new:
+        return out
+    session.add_all([e for e, *_ in new])
+    session.flush()  # one multi-row INSERT: the ids for the step runs, the audit and the events
+    # The first steps need no ids back: one executemany (the ORM flush inserts row by row on
+    # SQLite when it must read ids back).
+    session.execute(
+        insert(StepRun), [_step_run_values(e, lead, seq, first, now) for e, lead, seq, first, _ in new]
+    )
+    record_many(
+        session,
+        actor,
+        [
+            {
+                "entity_type": "lead",
+                "entity_id": e.lead_id,
+                "action": "sequence_enroll",
+                "after": {"sequence": seq.key, "enrollment_id": e.id, "source": source},
+            }
+            for e, _, seq, _, source in new
+        ],
+    )
+    for e, _, seq, *_ in new:
+        emit(session, "sequence.enrolled", lead_id=e.lead_id, sequence=seq.key, enrollment_id=e.id)
+    return out
+
+
+def _step_run_values(
+    enrollment: Enrollment, lead: Lead, seq: Sequence, nxt: core.NextStep, now: datetime
+) -> dict[str, Any]:
+    step = steps_of(seq)[nxt.index]
+    return {
+        "enrollment_id": enrollment.id,
+        "lead_id": lead.id,
+        "step_index": nxt.index,
+        "kind": step.type,
+        "due_at": add_business_days(now, nxt.wait_days, lead_hours(lead)),
+        "status": "pending",
+        "created_at": now,
+    }
+
+
 def _schedule(
     session: Session, enrollment: Enrollment, lead: Lead, nxt: core.NextStep, now: datetime
 ) -> StepRun:
     seq = session.get(Sequence, enrollment.sequence_id)
     assert seq is not None
-    step = steps_of(seq)[nxt.index]
-    due = add_business_days(now, nxt.wait_days, lead_hours(lead))
-    run = StepRun(
-        enrollment_id=enrollment.id,
-        lead_id=lead.id,
-        step_index=nxt.index,
-        kind=step.type,
-        due_at=due,
-        status="pending",
-        created_at=now,
-    )
+    run = StepRun(**_step_run_values(enrollment, lead, seq, nxt, now))
     session.add(run)
     session.flush()
     return run

@@ -8,7 +8,7 @@ the service layer, so no route can bypass them.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -45,7 +45,7 @@ from leadflow.core.lifecycle import BadReason, Evidence, Origin, Stage
 from leadflow.db.base import Base, sqlite_time, utcnow
 from leadflow.db.pagination import Page, keyset, page_of
 from leadflow.errors import Duplicate, Forbidden, InvalidInput, NotFound, StaleVersion
-from leadflow.events import emit
+from leadflow.events import emit, emit_many
 from leadflow.leads.models import Account, Activity, Lead, StageChange
 from leadflow.scoring.models import LeadScore
 
@@ -132,6 +132,22 @@ def get_lead(session: Session, actor: Principal, lead_id: int, *, for_update: bo
     if lead is None or not _can_see(session, actor, lead):
         raise NotFound(f"lead {lead_id} not found")
     return lead
+
+
+def get_leads(session: Session, actor: Principal, lead_ids: Iterable[int]) -> dict[int, Lead]:
+    """:func:`get_lead` for many ids (one query per 2,000): the leads the actor may see, by id;
+    an unknown or invisible id is left out."""
+
+    actor.require(Perm.LEADS_READ)
+    ids = sorted(set(lead_ids))
+    vis = visibility_clause(session, actor)
+    out: dict[int, Lead] = {}
+    for start in range(0, len(ids), 2000):
+        stmt = select(Lead).where(Lead.id.in_(ids[start : start + 2000]))
+        if vis is not None:
+            stmt = stmt.where(vis)
+        out.update((lead.id, lead) for lead in session.scalars(stmt))
+    return out
 
 
 def _check_owner(session: Session, actor: Principal, owner_id: int | None) -> None:
@@ -559,7 +575,8 @@ def transition_many(
     """:func:`transition_lead` for many leads at once (loaded in this session, visible to the
     actor), set-based: one UPDATE with a compare-and-set on each lead's version, the stage
     changes and audit entries inserted together, and one ``lead.stage_changed`` per lead (its
-    in-transaction subscribers run per lead, as for a single move). The same records as one
+    in-transaction subscribers run per lead, as for a single move, or once with the whole list
+    when they subscribe to lists: the sales handoff). The same records as one
     :func:`transition_lead` per lead. Raises as transition_lead does for the first lead whose
     move is not legal, and StaleVersion when any lead changed meanwhile: run it in a savepoint."""
 
@@ -648,14 +665,13 @@ def transition_many(
         )
     session.execute(insert(StageChange), changes_rows)
     record_many(session, actor, audit_rows)
-    for row in changes_rows:
-        emit(
-            session,
-            "lead.stage_changed",
-            lead_id=row["lead_id"],
-            source=row["from_stage"],
-            target=target.value,
-        )
+    # One list: in-transaction subscribers that take the list (the sales handoff) act on the
+    # whole set at once.
+    emit_many(
+        session,
+        "lead.stage_changed",
+        [{"lead_id": r["lead_id"], "source": r["from_stage"], "target": target.value} for r in changes_rows],
+    )
 
 
 # Evidence fields naming a stored record: field -> (table, what it is). The record must exist and

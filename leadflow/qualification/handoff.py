@@ -11,6 +11,7 @@ to SAL accepts the handoff; a rejection returns the lead to marketing nurture wi
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +26,7 @@ from leadflow.core.engagement import ActivityType
 from leadflow.core.lifecycle import Stage
 from leadflow.db.base import utcnow
 from leadflow.errors import Conflict, InvalidInput, NotFound
-from leadflow.events import DomainEvent, emit, subscribe_in_transaction
+from leadflow.events import DomainEvent, emit, subscribe_in_transaction, subscribe_in_transaction_many
 from leadflow.leads.models import Activity, Lead
 from leadflow.leads.service import get_lead, transition_lead, visibility_clause
 from leadflow.qualification import config
@@ -34,6 +35,7 @@ from leadflow.qualification.models import Handoff
 # A sales touch stops the SLA clock. A note is not a touch: the lead heard nothing.
 FIRST_TOUCHES = (ActivityType.CALL.value, ActivityType.EMAIL_SENT.value, ActivityType.MEETING.value)
 ROUTER = Principal(user_id=None, label="assignment rules", role=SYSTEM.role)
+_CHUNK = 2000  # lead ids per IN list (bind-parameter limits)
 
 
 def _open(session: Session, lead_id: int) -> Handoff | None:
@@ -48,55 +50,95 @@ def _open(session: Session, lead_id: int) -> Handoff | None:
 def open_handoff(session: Session, lead: Lead, *, at: datetime | None = None) -> Handoff:
     """Queue ``lead`` for sales: route it, start the SLA clock, request the first touch."""
 
-    existing = _open(session, lead.id)
-    if existing is not None:
-        return existing
-    when = at or utcnow()
-    if lead.owner_id is None:
+    return open_handoffs(session, [(lead, at)])[0]
+
+
+def open_handoffs(session: Session, wanted: Sequence[tuple[Lead, datetime | None]]) -> list[Handoff]:
+    """:func:`open_handoff` for many leads (each with the time it entered the queue), set-based:
+    one look-up of their open handoffs, one routing of the unowned ones, the new handoffs
+    inserted and audited together; still one audit entry, one ``task.requested`` and one
+    ``handoff.queued`` per lead. A lead already queued keeps its handoff (idempotent). Returns
+    the handoff of each lead given, in order. An error fails the whole set (the caller's unit
+    of work: a set-based move to MQL falls back to one move at a time)."""
+
+    if not wanted:
+        return []
+    ids = list(dict.fromkeys(lead.id for lead, _ in wanted))
+    found: dict[int, Handoff] = {}
+    for start in range(0, len(ids), _CHUNK):
+        for h in session.scalars(
+            select(Handoff)
+            .where(Handoff.lead_id.in_(ids[start : start + _CHUNK]), Handoff.status == "queued")
+            .order_by(Handoff.id)
+        ):
+            found[h.lead_id] = h  # the newest open one, as _open
+    new: dict[int, tuple[Lead, datetime]] = {}
+    for lead, at in wanted:
+        if lead.id not in found and lead.id not in new:
+            new[lead.id] = (lead, at or utcnow())
+    if not new:
+        return [found[lead.id] for lead, _ in wanted]
+    unowned = [lid for lid, (lead, _) in new.items() if lead.owner_id is None]
+    if unowned:
         # In the move's transaction: the audit of the assignment commits (or not) with the move.
-        assignment.assign_many(session, ROUTER, [lead.id], trigger="mql", bump_version=False)
+        assignment.assign_many(session, ROUTER, unowned, trigger="mql", bump_version=False)
+        # It expired the owners it set: read them back in one query, not one per lead.
+        for start in range(0, len(unowned), _CHUNK):
+            session.scalars(select(Lead).where(Lead.id.in_(unowned[start : start + _CHUNK]))).all()
     policy = config.handoff_policy(session)
-    cal = policy.calendar(lead.timezone, lead.country)
-    due = cal.add(when, timedelta(minutes=policy.first_touch_minutes))
-    h = Handoff(
-        lead_id=lead.id,
-        source=lead.source,
-        owner_id=lead.owner_id,
-        status="queued",
-        queued_at=when,
-        due_at=due,
-        sla_minutes=policy.first_touch_minutes,
-        timezone=cal.timezone,
-    )
-    session.add(h)
-    session.flush()
-    record(
+    created: list[tuple[Lead, Handoff]] = []
+    for lead, when in new.values():
+        cal = policy.calendar(lead.timezone, lead.country)
+        h = Handoff(
+            lead_id=lead.id,
+            source=lead.source,
+            owner_id=lead.owner_id,
+            status="queued",
+            queued_at=when,
+            due_at=cal.add(when, timedelta(minutes=policy.first_touch_minutes)),
+            sla_minutes=policy.first_touch_minutes,
+            timezone=cal.timezone,
+        )
+        created.append((lead, h))
+        found[lead.id] = h
+    session.add_all([h for _, h in created])
+    session.flush()  # one multi-row INSERT: the ids for the audit and the events
+    reason = f"MQL: first touch due within {policy.first_touch_minutes} business minutes"
+    record_many(
         session,
         SYSTEM,
-        "handoff",
-        h.id,
-        "queued",
-        after={
-            "lead_id": lead.id,
-            "owner_id": h.owner_id,
-            "due_at": due.isoformat(),
-            "timezone": cal.timezone,
-        },
-        reason=f"MQL: first touch due within {policy.first_touch_minutes} business minutes",
+        [
+            {
+                "entity_type": "handoff",
+                "entity_id": h.id,
+                "action": "queued",
+                "after": {
+                    "lead_id": lead.id,
+                    "owner_id": h.owner_id,
+                    "due_at": h.due_at.isoformat(),
+                    "timezone": h.timezone,
+                },
+                "reason": reason,
+            }
+            for lead, h in created
+        ],
     )
-    name = " ".join(x for x in (lead.first_name, lead.last_name) if x) or lead.email or f"lead {lead.id}"
-    emit(
-        session,
-        "task.requested",
-        lead_id=lead.id,
-        owner_id=lead.owner_id,
-        kind="call",
-        title=f"First touch: new MQL {name}",
-        due_at=due,
-        source="handoff",
-    )
-    emit(session, "handoff.queued", lead_id=lead.id, handoff_id=h.id, owner_id=h.owner_id, due_at=due)
-    return h
+    for lead, h in created:
+        name = " ".join(x for x in (lead.first_name, lead.last_name) if x) or lead.email or f"lead {lead.id}"
+        emit(
+            session,
+            "task.requested",
+            lead_id=lead.id,
+            owner_id=lead.owner_id,
+            kind="call",
+            title=f"First touch: new MQL {name}",
+            due_at=h.due_at,
+            source="handoff",
+        )
+        emit(
+            session, "handoff.queued", lead_id=lead.id, handoff_id=h.id, owner_id=h.owner_id, due_at=h.due_at
+        )
+    return [found[lead.id] for lead, _ in wanted]
 
 
 def _touch(h: Handoff, at: datetime, kind: str) -> None:
@@ -109,13 +151,21 @@ def _touch(h: Handoff, at: datetime, kind: str) -> None:
 # ------------------------------------------------------------------------------ event reactions
 
 
-def _on_stage_changed(session: Session, ev: DomainEvent) -> None:
-    lead_id, target = ev.payload["lead_id"], ev.payload["target"]
-    if target == Stage.MQL.value:
-        lead = session.get(Lead, lead_id)
+def _on_stages_changed(session: Session, events: list[DomainEvent]) -> None:
+    # A set-based move (a rescoring's moves to MQL) opens its leads' handoffs together.
+    mql: list[tuple[Lead, datetime | None]] = []
+    for ev in events:
+        if ev.payload["target"] != Stage.MQL.value:
+            _on_left_queue(session, ev)
+            continue
+        lead = session.get(Lead, ev.payload["lead_id"])
         if lead is not None:
-            open_handoff(session, lead, at=lead.stage_changed_at)
-        return
+            mql.append((lead, lead.stage_changed_at))
+    open_handoffs(session, mql)
+
+
+def _on_left_queue(session: Session, ev: DomainEvent) -> None:
+    lead_id, target = ev.payload["lead_id"], ev.payload["target"]
     h = _open(session, lead_id)
     if h is None:
         return
@@ -127,9 +177,7 @@ def _on_stage_changed(session: Session, ev: DomainEvent) -> None:
     else:
         # Left the queue another way (nurture, unqualified, bad...): closed, not a sales verdict.
         h.status, h.decided_at = "closed", now
-    record(
-        session, SYSTEM, "handoff", h.id, h.status, after={"lead_id": lead_id, "stage": target}
-    )
+    record(session, SYSTEM, "handoff", h.id, h.status, after={"lead_id": lead_id, "stage": target})
 
 
 def _on_activities(session: Session, ev: DomainEvent) -> None:
@@ -177,7 +225,7 @@ def register() -> None:
     global _registered
     if _registered:
         return
-    subscribe_in_transaction("lead.stage_changed", _on_stage_changed)
+    subscribe_in_transaction_many("lead.stage_changed", _on_stages_changed)
     subscribe_in_transaction("activities.ingested", _on_activities)
     subscribe_in_transaction("leads.imported", _on_imported)
     _registered = True
@@ -203,9 +251,7 @@ def touch(session: Session, actor: Principal, lead_id: int, *, at: datetime | No
     if when < h.queued_at:
         raise InvalidInput("at", "the touch cannot be before the lead entered the queue")
     _touch(h, when, "manual")
-    record(
-        session, actor, "handoff", h.id, "touch", after={"lead_id": lead_id, "at": when.isoformat()}
-    )
+    record(session, actor, "handoff", h.id, "touch", after={"lead_id": lead_id, "at": when.isoformat()})
     return h
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from leadflow.audit.service import record
+from leadflow.audit.service import record, record_many
 from leadflow.auth.models import User
 from leadflow.auth.ownership import require_assignable_owner
 from leadflow.auth.principal import Perm, Principal, Visibility
@@ -28,7 +28,7 @@ from leadflow.errors import InvalidInput, NotFound, StaleVersion
 from leadflow.events import emit
 from leadflow.leads.activities import log_activity
 from leadflow.leads.models import Lead
-from leadflow.leads.service import get_lead, visibility_clause
+from leadflow.leads.service import get_lead, get_leads, visibility_clause
 from leadflow.tasks.models import Task, TaskKind, TaskStatus
 
 
@@ -185,6 +185,127 @@ def create_task(
     record(session, actor, "task", task.id, "create", after=_snap(task))
     emit(session, "task.created", task_id=task.id, lead_id=lead_id, owner_id=owner_id, kind=kind.value)
     return task
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """One task for :func:`create_tasks` (the arguments of :func:`create_task`)."""
+
+    lead_id: int | None
+    kind: TaskKind | str
+    title: str
+    due_at: datetime | None = None
+    owner_id: int | None = None
+    notes: str | None = None
+    source: str = "manual"
+    source_key: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """The task of one request (new or, for a source key seen before, the existing one) or,
+    when refused, why (the message :func:`create_task` raises with)."""
+
+    task: Task | None
+    created: bool = False
+    refused: str | None = None
+
+
+def create_tasks(session: Session, actor: Principal, requests: list[TaskRequest]) -> list[TaskOutcome]:
+    """:func:`create_task` for many requests (the tasks a batch of threshold crossings and MQL
+    handoffs asks for), set-based: one query for the source keys seen before, one for the leads,
+    one for the owners, the tasks inserted together and one audit call; still one audit entry
+    and one ``task.created`` per task. The same checks and outcomes as one create_task per
+    request in order, except that a refused request (merged lead, email to a lead that opted
+    out, bad title...) is reported in its outcome instead of raised, and the others go on. For
+    system actors (no user id) only: a person's requests go through create_task. Other errors
+    fail the whole set: run it in a savepoint and fall back to create_task one at a time."""
+
+    actor.require(Perm.ACTIVITIES_WRITE)
+    if actor.user_id is not None:
+        raise InvalidInput("actor", "create_tasks is for system actors; a person opens tasks one by one")
+    keys = [r.source_key for r in requests if r.source_key]
+    seen: dict[str, Task] = {}
+    for start in range(0, len(keys), 2000):
+        seen.update(
+            (t.source_key, t)
+            for t in session.scalars(select(Task).where(Task.source_key.in_(keys[start : start + 2000])))
+            if t.source_key
+        )
+    leads = get_leads(session, actor, [r.lead_id for r in requests if r.lead_id is not None])
+    wanted_owners = {r.owner_id for r in requests if r.owner_id is not None}
+    wanted_owners |= {lead.owner_id for lead in leads.values() if lead.owner_id is not None}
+    users: set[int] = set()
+    owner_list = sorted(wanted_owners)
+    for start in range(0, len(owner_list), 2000):
+        users.update(session.scalars(select(User.id).where(User.id.in_(owner_list[start : start + 2000]))))
+    now = clock_now()
+    out: list[TaskOutcome] = []
+    new: list[Task] = []
+    kinds = ", ".join(k.value for k in TaskKind)
+    for r in requests:
+        try:
+            try:
+                kind = TaskKind(r.kind)
+            except ValueError:
+                raise InvalidInput("kind", f"must be one of {kinds}") from None
+            if r.source_key and r.source_key in seen:
+                out.append(TaskOutcome(seen[r.source_key]))
+                continue
+            clean_title = _check_text("title", r.title, 300, required=True)
+            clean_notes = _check_text("notes", r.notes, 10_000)
+            if r.due_at is not None and r.due_at.tzinfo is None:
+                raise InvalidInput("due_at", "must include a time zone offset")
+            lead: Lead | None = None
+            if r.lead_id is not None:
+                lead = leads.get(r.lead_id)
+                if lead is None:
+                    raise NotFound(f"lead {r.lead_id} not found")
+                if lead.merged_into_id is not None:
+                    raise InvalidInput(
+                        "lead_id", f"lead {r.lead_id} was merged into lead {lead.merged_into_id}"
+                    )
+                refusal = consent.email_refusal(lead, sending=False) if kind is TaskKind.EMAIL else None
+                if refusal is not None:
+                    raise InvalidInput("kind", f"lead {r.lead_id} may not be emailed: {refusal}")
+        except (InvalidInput, NotFound) as exc:
+            out.append(TaskOutcome(None, refused=exc.message))
+            continue
+        owner_id = r.owner_id
+        if owner_id is None:
+            owner_id = lead.owner_id if lead is not None and lead.owner_id else None
+        if owner_id is not None and owner_id not in users:  # system actors assign freely
+            owner_id = None
+        task = Task(
+            lead_id=r.lead_id,
+            owner_id=owner_id,
+            kind=kind.value,
+            title=clean_title,
+            notes=clean_notes,
+            due_at=r.due_at,
+            duration_minutes=30 if kind is TaskKind.MEETING else None,
+            status=TaskStatus.OPEN.value,
+            source=r.source[:40],
+            source_key=r.source_key,
+            created_by=None,
+            created_at=now,
+            updated_at=now,
+        )
+        new.append(task)
+        if r.source_key:
+            seen[r.source_key] = task
+        out.append(TaskOutcome(task, created=True))
+    if new:
+        session.add_all(new)
+        session.flush()  # one multi-row INSERT: the ids for the audit and the events
+        record_many(
+            session,
+            actor,
+            [{"entity_type": "task", "entity_id": t.id, "action": "create", "after": _snap(t)} for t in new],
+        )
+        for t in new:
+            emit(session, "task.created", task_id=t.id, lead_id=t.lead_id, owner_id=t.owner_id, kind=t.kind)
+    return out
 
 
 _UNSET: Any = object()
