@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from leadflow.auth.principal import Principal
 from leadflow.cadences import service as svc
 from leadflow.core import cadence as core
 from leadflow.db.base import Database
@@ -197,9 +198,9 @@ def _carry_out(s: Session, ops: list[_Op]) -> None:
         for group in phase.stops.values():
             _together(s, group, _stops(group))
         if phase.enrolls:
-            _together(s, phase.enrolls, _enrollments(phase.enrolls))
+            _together(s, phase.enrolls, _bulk(phase.enrolls, svc.enroll_many))
         if phase.tasks:
-            _together(s, phase.tasks, _tasks(phase.tasks))
+            _together(s, phase.tasks, _bulk(phase.tasks, tasks.create_tasks))
 
 
 def _stops(group: list[_Stop]) -> Callable[[Session], None]:
@@ -215,19 +216,14 @@ def _stops(group: list[_Stop]) -> Callable[[Session], None]:
     return run
 
 
-def _enrollments(ops: list[_Enroll]) -> Callable[[Session], None]:
+def _bulk(
+    ops: Sequence[_Enroll | _Task], carry_out: Callable[[Session, Principal, list[Any]], Sequence[Any]]
+) -> Callable[[Session], None]:
+    """The requests of ``ops`` in one set-based call (``enroll_many``, ``create_tasks``); a refused
+    request is logged as a single one would be."""
+
     def run(s: Session) -> None:
-        outcomes = svc.enroll_many(s, svc.WORKER, [op.request for op in ops])
-        for op, outcome in zip(ops, outcomes, strict=True):
-            if outcome.refused:
-                log.info("%s not carried out: %s", op.what, outcome.refused)
-
-    return run
-
-
-def _tasks(ops: list[_Task]) -> Callable[[Session], None]:
-    def run(s: Session) -> None:
-        outcomes = tasks.create_tasks(s, svc.WORKER, [op.request for op in ops])
+        outcomes = carry_out(s, svc.WORKER, [op.request for op in ops])
         for op, outcome in zip(ops, outcomes, strict=True):
             if outcome.refused:
                 log.info("%s not carried out: %s", op.what, outcome.refused)
