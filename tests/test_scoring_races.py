@@ -212,3 +212,46 @@ def test_an_ingest_rolled_back_leaves_no_event_and_no_state(scoring: Database) -
     with db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(Activity)) == 0
     assert stored(db, lid) == (expected_total(0), 0)
+
+
+def test_a_full_rescore_trusts_its_read_ahead_only_when_nobody_else_wrote(
+    scoring: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite: each id range's leads, states and stored scores are read ahead (in a second process
+    # on big databases) and used unchecked when no other connection committed since; a commit in
+    # between (here: an increment after the read-ahead of the lead's range) makes the range read
+    # them again under its lock, so the increment is neither lost nor overwritten.
+    db = scoring
+    if db.dialect != "sqlite":
+        pytest.skip("PostgreSQL checks every range under its lock")
+    ids = [new_lead(db) for _ in range(6)]
+    for n, lid in enumerate(ids):
+        ingest(db, page_views(lid, n + 1))
+    quiet = svc.rescore_all(db, SYSTEM, fire=False, chunk=2)
+    assert quiet.trusted_ranges == 3 and quiet.leads == 6
+    assert [stored(db, lid) for lid in ids] == [(expected_total(n + 1), n + 1) for n in range(6)]
+
+    real = svc._fit_range
+    late = ids[3]
+
+    def read_then_ingest(*args: Any, **kwargs: Any) -> Any:
+        fitted = real(*args, **kwargs)
+        if late in fitted.ids:
+            ingest(db, page_views(late, 10))  # incremental scoring commits a newer score
+        return fitted
+
+    # A new model version (engagement weighted higher): every score is written again, so a stale
+    # read-ahead would overwrite the increment with the score of 4 events.
+    with db.transaction() as s:
+        svc.save_model(s, SYSTEM, {**FLAT, "weights": {"fit": 1, "engagement": 3}}, activate=True)
+
+    def weighted(events: int) -> float:
+        return (100 + 3 * min(events, 50) / 50 * 100) / 4
+
+    monkeypatch.setattr(svc, "_fit_range", read_then_ingest)
+    busy = svc.rescore_all(db, SYSTEM, fire=False, chunk=2)
+    assert stored(db, late) == (weighted(14), 14)
+    assert [stored(db, lid) for lid in ids if lid != late] == [
+        (weighted(n + 1), n + 1) for n, lid in enumerate(ids) if lid != late
+    ]
+    assert busy.trusted_ranges == 2

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event, make_url
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, create_engine, event, make_url
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -166,6 +166,14 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     )
 
 
+def engine_of(session: Session) -> Engine:
+    """The engine a session works on, also when it is bound to one connection (the full rescore
+    keeps its writes on one connection; see leadflow.scoring.service.rescore_all)."""
+
+    bind = session.get_bind()
+    return bind.engine if isinstance(bind, Connection) else bind
+
+
 class Database:
     """One engine and its session factory; the composition root builds one per process."""
 
@@ -183,6 +191,13 @@ class Database:
         """A unit of work: commit on success, roll back on any error."""
 
         with self.sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def transaction_on(self, conn: Connection) -> Iterator[Session]:
+        """:meth:`transaction` on a given connection of this engine (not in a transaction)."""
+
+        with self.sessions(bind=conn) as session, session.begin():
             yield session
 
     def dispose(self) -> None:

@@ -26,7 +26,7 @@ from leadflow.auth.principal import SYSTEM, Perm, Principal
 from leadflow.core import pipeline as core
 from leadflow.core.engagement import ActivityType
 from leadflow.core.lifecycle import Stage
-from leadflow.db.base import Database, utcnow
+from leadflow.db.base import Database, engine_of, utcnow
 from leadflow.errors import InvalidInput, LeadflowError
 from leadflow.events import DomainEvent, subscribe, unsubscribe
 from leadflow.leads import activities as activity_svc
@@ -370,7 +370,7 @@ def _after_commit(session: Session) -> None:
     if not ids and not merges and not fresh:
         return
     _pending.ids, _pending.merges, _pending.fresh = set(), [], []
-    db = _databases.get(id(session.get_bind()))
+    db = _databases.get(id(engine_of(session)))
     if db is None:
         return
     try:

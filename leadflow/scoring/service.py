@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy import Connection, delete, event, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import DropIndex
@@ -49,7 +49,7 @@ from leadflow.auth.principal import Perm, Principal
 from leadflow.core import lifecycle
 from leadflow.core import scoring as core
 from leadflow.core.lifecycle import Origin, Stage
-from leadflow.db.base import Database, sqlite_time, utcnow
+from leadflow.db.base import Database, engine_of, sqlite_time, utcnow
 from leadflow.errors import Conflict, Forbidden, InvalidInput, NotFound
 from leadflow.events import DomainEvent, emit
 from leadflow.leads import service as leads
@@ -1123,6 +1123,9 @@ class RescoreResult:
     seconds: float = 0.0
     rebuilt: bool = False  # the engagement states were built from the events (full rescore)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (full rescore)
+    # Full rescore, SQLite: ranges written from what was read ahead, unchecked (nobody else
+    # committed meanwhile).
+    trusted_ranges: int = 0
 
     def timed(self, phase: str, since: float) -> float:
         now = time.perf_counter()
@@ -1253,6 +1256,12 @@ class _Previous:
     grade: np.ndarray[Any, np.dtype[np.object_]]
     # The stored armed state names exactly the model's thresholds (else it is rewritten).
     armed_exact: np.ndarray[Any, np.dtype[np.bool_]]
+
+    def take(self, keep: np.ndarray[Any, np.dtype[np.bool_]]) -> _Previous:
+        return _Previous(*(getattr(self, f)[keep] for f in _PREVIOUS_FIELDS))
+
+
+_PREVIOUS_FIELDS = ("found", "fit", "engagement", "total", "armed", "version", "grade", "armed_exact")
 
 
 def _previous(
@@ -1578,15 +1587,18 @@ def _write(
     *,
     span: tuple[int, int] | None = None,
     drift_history: bool = False,
+    prev: _Previous | None = None,
 ) -> None:
     """Store scores, history and armed state for ``ids`` and act on threshold crossings.
     ``span``: the id range holding ``ids`` (read the stored scores by range). ``drift_history``
     (the full rescore): under the same model version, a history point only when the score as
-    shown moves (:func:`_history_points`)."""
+    shown moves (:func:`_history_points`). ``prev``: the stored scores of ``ids`` when the caller
+    knows them still current (the full rescore's read-ahead)."""
 
     model = active.model
     tids = [t.id for t in model.thresholds]
-    prev = _previous(session, ids, tids, span)
+    if prev is None:
+        prev = _previous(session, ids, tids, span)
     fired, new_armed = core.thresholds_step(model, arrays.as_mapping(), prev.armed)
     if not fire:
         # A silent rescore still moves the armed state, so nothing fires later for an old crossing.
@@ -1769,7 +1781,7 @@ def _rescore_touched(session: Session) -> None:
     ids: set[int] = session.info.pop(_TOUCHED, set())
     if not ids:
         return
-    db = _databases.get(id(session.get_bind()))
+    db = _databases.get(id(engine_of(session)))
     if db is None:  # scoring is not registered for this database
         return
     for attempt in range(1, RESCORE_ATTEMPTS + 1):
@@ -1825,6 +1837,10 @@ class _Fitted:
     fit: np.ndarray[Any, np.dtype[np.float64]]
     timings: dict[str, float]
     states: _States | None = None
+    # With ``with_scores``: the stored scores of ``ids`` and the leads among them rescored since
+    # the rescore's snapshot (used as they are when nothing was committed since they were read).
+    prev: _Previous | None = None
+    newer: list[int] | None = None
 
 
 @dataclass
@@ -1901,12 +1917,31 @@ def _read_states(
     return out
 
 
-def _fit_range(db: Database, model: core.ScoringModel, start: int, end: int, key: str | None) -> _Fitted:
-    """Attributes and fit points of the live leads in [start, end), and with ``key`` their kept
-    engagement states, in a read transaction of their own (the full rescore's second thread)."""
+@dataclass(frozen=True)
+class _ReadScores:
+    """What the read-ahead also reads of the stored scores: the model's thresholds, and the
+    snapshot after which a stored score counts as newer (None: none does)."""
+
+    tids: list[str]
+    since: datetime | None
+
+
+def _fit_range(
+    db: Database,
+    model: core.ScoringModel,
+    start: int,
+    end: int,
+    key: str | None,
+    scores: _ReadScores | None = None,
+) -> _Fitted:
+    """Attributes and fit points of the live leads in [start, end), with ``key`` their kept
+    engagement states, with ``scores`` their stored scores, in a read transaction of their own
+    (the full rescore's second process)."""
 
     t = time.perf_counter()
     params = {"lo": start, "hi": end}
+    prev: _Previous | None = None
+    newer: list[int] | None = None
     with db.transaction() as session:
         ids, cols = _attribute_columns(session, model, "l.id >= :lo AND l.id < :hi", params)
         t1 = time.perf_counter()
@@ -1915,21 +1950,47 @@ def _fit_range(db: Database, model: core.ScoringModel, start: int, end: int, key
             if key is not None
             else None
         )
-    t2 = time.perf_counter()
+        t2 = time.perf_counter()
+        if scores is not None:
+            prev = _previous(session, ids, scores.tids, (start, end))
+            newer = _newer(session, start, end, scores.since)
+    t3 = time.perf_counter()
     fit = core.fit_points_matrix(model, cols, len(ids))
     took = {
         "read attributes": t1 - t,
         "read states": t2 - t1,
-        "fit rules": time.perf_counter() - t2,
+        "fit rules": time.perf_counter() - t3,
     }
-    return _Fitted(ids, fit, took, states)
+    if scores is not None:
+        took["read scores"] = t3 - t2
+    return _Fitted(ids, fit, took, states, prev, newer)
+
+
+def _newer(session: Session, start: int, end: int, since: datetime | None) -> list[int]:
+    """The leads in [start, end) rescored incrementally after ``since`` (None: none counts)."""
+
+    if since is None:
+        return []
+    return [
+        int(r[0])
+        for r in _raw_rows(
+            session,
+            "SELECT lead_id FROM lead_scores WHERE lead_id >= :lo AND lead_id < :hi AND computed_at > :since",
+            {"lo": start, "hi": end, "since": _stamp(session.get_bind().dialect.name, since)},
+        )
+    ]
 
 
 _worker: dict[str, Any] = {}  # the second process's Database and parsed model
 
 
 def _fit_range_in_worker(
-    url: str, document: dict[str, Any], start: int, end: int, key: str | None
+    url: str,
+    document: dict[str, Any],
+    start: int,
+    end: int,
+    key: str | None,
+    scores: _ReadScores | None,
 ) -> _Fitted:
     """:func:`_fit_range` in the full rescore's second process (its own engine)."""
 
@@ -1938,7 +1999,7 @@ def _fit_range_in_worker(
         db = _worker[url] = Database(url)
         gc.disable()  # a process of its own for one rescore: as in rescore_all
     model = core.parse_model(document)
-    return _fit_range(db, model, start, end, key)
+    return _fit_range(db, model, start, end, key, scores)
 
 
 def _current_states(
@@ -1949,6 +2010,7 @@ def _current_states(
     fitted: _Fitted,
     where: str,
     params: Mapping[str, Any],
+    quiet: bool = False,
 ) -> tuple[
     np.ndarray[Any, np.dtype[np.float64]],
     np.ndarray[Any, np.dtype[np.float64]],
@@ -1956,8 +2018,9 @@ def _current_states(
 ]:
     """Under the range's lock: the states read ahead, for the leads whose state row is still the
     one read (same ruleset, event count and highest event id: an incremental update in between
-    changes them); the others, and leads not read ahead, are read (and refreshed if out of step)
-    now, as :func:`_state_arrays` does."""
+    changes them; ``quiet``: nothing was committed since they were read, so they all are); the
+    others, and leads not read ahead, are read (and refreshed if out of step) now, as
+    :func:`_state_arrays` does."""
 
     assert fitted.states is not None
     ahead = fitted.states
@@ -1969,6 +2032,13 @@ def _current_states(
     state = ahead.state[at] if len(src) else core.empty_state(n, len(model.engagement.rules))
     ref = ahead.ref[at] if len(src) else np.zeros(n)
     max_at = ahead.max_at[at] if len(src) else np.full(n, -np.inf)
+    if quiet:
+        redo = np.flatnonzero(~(have & ~ahead.other[at])) if len(src) else np.arange(n)
+        if len(redo):
+            sub = want[redo].tolist()
+            s, r, m = _state_arrays(session, model, key, sub, f"lead_id IN ({_id_list(sub)})", {})
+            state[redo], ref[redo], max_at[redo] = s, r, m
+        return state, ref, max_at
     rows = _raw_rows(
         session,
         f"SELECT lead_id, CASE WHEN ruleset = :key THEN 1 ELSE 0 END, events, last_event_id "
@@ -2055,31 +2125,36 @@ def _rescore_range(
     now: datetime,
     fire: bool,
     result: RescoreResult,
+    pinned: Connection | None = None,
+    seen: int | None = None,
 ) -> int:
-    """One id range of the full rescore, in its own transaction; returns the leads it covered."""
+    """One id range of the full rescore, in its own transaction; returns the leads it covered.
+    ``pinned``: the connection to write on; ``seen``: its SQLite data_version when the range's
+    read-ahead was started."""
 
     where = "{col} >= :lo AND {col} < :hi"
     params = {"lo": start, "hi": end}
-    with db.transaction() as session:
+    with db.transaction_on(pinned) if pinned is not None else db.transaction() as session:
         t = time.perf_counter()
         _lock_leads(session, span=(start, end))
-
-        # A lead rescored incrementally since the snapshot has a newer score: leave it. (Scores
-        # carry the time they were computed for: a rescore as of a later time is not "newer".)
-        newer = (
-            {
-                int(r[0])
-                for r in _raw_rows(
-                    session,
-                    "SELECT lead_id FROM lead_scores "
-                    f"WHERE {where.format(col='lead_id')} AND computed_at > :since",
-                    {**params, "since": _stamp(session.get_bind().dialect.name, snapshot)},
-                )
-            }
-            if now <= snapshot
-            else set()
-        )
-        ids, fit = _live_fit(session, active.model, fitted, where, params, newer)
+        # SQLite's data_version of a connection moves when another connection commits: unmoved
+        # since the read-ahead began, nobody else wrote meanwhile (this connection's own commits
+        # touched other ranges), so the leads, states and scores read ahead are those stored now.
+        quiet = seen is not None and fitted.prev is not None and _data_version(session) == seen
+        prev: _Previous | None = None
+        if quiet:
+            assert fitted.prev is not None
+            result.trusted_ranges += 1
+            newer = set(fitted.newer or ())
+            ahead = np.asarray(fitted.ids, dtype=np.int64)
+            keep = ~np.isin(ahead, np.fromiter(newer, dtype=np.int64, count=len(newer)))
+            ids, fit, prev = ahead[keep].tolist(), fitted.fit[keep], fitted.prev.take(keep)
+        else:
+            # A lead rescored incrementally since the snapshot has a newer score: leave it.
+            # (Scores carry the time they were computed for: a rescore as of a later time is not
+            # "newer".)
+            newer = set(_newer(session, start, end, snapshot if now <= snapshot else None))
+            ids, fit = _live_fit(session, active.model, fitted, where, params, newer)
         t = result.timed("live leads", t)
         if ids:
             if build is not None:
@@ -2087,7 +2162,7 @@ def _rescore_range(
                 eng = _engagement_from_states(session, active.model, ids, states, now)
             else:
                 arrs = _current_states(
-                    session, active.model, key, ids, fitted, where.format(col="lead_id"), params
+                    session, active.model, key, ids, fitted, where.format(col="lead_id"), params, quiet
                 )
                 eng = _engagement_from_arrays(session, active.model, ids, *arrs, now)
             t = result.timed("engagement", t)
@@ -2103,6 +2178,7 @@ def _rescore_range(
                 fire,
                 span=(start, end),
                 drift_history=True,
+                prev=prev,
             )
             t = result.timed("write and act", t)
     t = result.timed("commit", t)
@@ -2157,13 +2233,24 @@ def rescore_all(
     )
     doc = active.model.to_document()
     states_key: str | None = key
+    # SQLite database file: this process writes every range on one connection, whose
+    # data_version tells whether anyone else committed since a range's read-ahead began; if
+    # nobody did, the leads, states and stored scores read ahead are used as they are instead of
+    # being checked again under the lock. (In memory, connections may be shared: no such check.)
+    pinned = (
+        db.engine.connect()
+        if db.dialect == "sqlite" and ":memory:" not in db.url and db.url.rstrip("/") != "sqlite:"
+        else None
+    )
+    scores = _ReadScores([t.id for t in active.model.thresholds], snapshot if now <= snapshot else None)
 
-    def read_ahead(lo: int) -> Future[_Fitted]:
+    def read_ahead(lo: int) -> tuple[Future[_Fitted], int | None]:
+        seen = _data_version(pinned) if pinned is not None else None
         if pool is not None:
-            return pool.submit(_fit_range_in_worker, db.url, doc, lo, lo + chunk, states_key)
+            return pool.submit(_fit_range_in_worker, db.url, doc, lo, lo + chunk, states_key, scores), seen
         done_now: Future[_Fitted] = Future()
-        done_now.set_result(_fit_range(db, active.model, lo, lo + chunk, states_key))
-        return done_now
+        done_now.set_result(_fit_range(db, active.model, lo, lo + chunk, states_key, scores))
+        return done_now, seen
 
     # SQLite, a rescore that rewrites most scores: without ix_lead_scores_total while it writes
     # (dropped once the ranges done so far moved at least half of their scores and enough leads
@@ -2185,7 +2272,7 @@ def rescore_all(
         ahead = read_ahead(start) if pool is not None else None
         t = time.perf_counter()
         build: _Build | None = None
-        with db.transaction() as session:
+        with db.transaction_on(pinned) if pinned is not None else db.transaction() as session:
             reuse = (
                 not rebuild
                 and session.get(EngagementBuild, key) is not None
@@ -2203,7 +2290,7 @@ def rescore_all(
         while start <= int(hi):
             end = start + chunk
             t = time.perf_counter()
-            fitted = ahead.result()
+            fitted, seen = ahead[0].result(), ahead[1]
             if pool is not None and end <= int(hi):
                 ahead = read_ahead(end)
             suffix = " (second process)" if pool is not None else ""
@@ -2211,7 +2298,9 @@ def rescore_all(
                 t = result.timed("wait for the second process", t)
             for phase, took in fitted.timings.items():
                 result.timings[phase + suffix] = result.timings.get(phase + suffix, 0.0) + took
-            done += _rescore_range(db, active, key, build, start, end, fitted, snapshot, now, fire, result)
+            done += _rescore_range(
+                db, active, key, build, start, end, fitted, snapshot, now, fire, result, pinned, seen
+            )
             if progress:
                 progress(done, int(total))
             start = end
@@ -2222,8 +2311,13 @@ def rescore_all(
                 and int(total) - done >= REINDEX_MIN_LEADS
             ):
                 t = time.perf_counter()
-                with db.engine.begin() as conn:
-                    conn.execute(DropIndex(TOTAL_INDEX, if_exists=True))
+                # (on the writing connection: another one's commit would void the next read-ahead)
+                if pinned is not None:
+                    with pinned.begin():
+                        pinned.execute(DropIndex(TOTAL_INDEX, if_exists=True))
+                else:
+                    with db.engine.begin() as conn:
+                        conn.execute(DropIndex(TOTAL_INDEX, if_exists=True))
                 dropped = True
                 result.timed("drop total index", t)
             if pool is None and start <= int(hi):
@@ -2233,6 +2327,8 @@ def rescore_all(
             gc.enable()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if pinned is not None:
+            pinned.close()
         if dropped:
             t = time.perf_counter()
             with db.engine.begin() as conn:
@@ -2278,6 +2374,19 @@ def rescore_all(
             },
         )
     return result
+
+
+def _data_version(conn: Session | Connection) -> int:
+    """SQLite's ``PRAGMA data_version`` of the connection (on the DBAPI connection: no
+    transaction is begun for it)."""
+
+    c = conn.connection() if isinstance(conn, Session) else conn
+    raw: Any = c.connection.driver_connection
+    cur = raw.execute("PRAGMA data_version")
+    try:  # read to the end and closed: a statement left open would pin its read snapshot
+        return int(cur.fetchall()[0][0])
+    finally:
+        cur.close()
 
 
 # ---------------------------------------------------------------------------------------------
