@@ -403,9 +403,7 @@ def test_only_admins_create_users(client: TestClient, db: Database, world: World
     assert client.post("/api/users", json=body, headers=world.admin.headers).status_code == 409
 
 
-def test_a_duplicate_owned_by_another_team_does_not_reveal_its_id(
-    client: TestClient, world: World
-) -> None:
+def test_a_duplicate_owned_by_another_team_does_not_reveal_its_id(client: TestClient, world: World) -> None:
     # Creating and re-emailing both hit the unique address; the answer must not name the record.
     r = client.post("/api/leads", json={"email": "w@acme-w.io"}, headers=world.east1.headers)
     assert r.status_code == 409
