@@ -26,8 +26,10 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "heads")  # parallel feature branches may add sibling heads
-    # An index a killed full rescore dropped (leadflow.scoring.models.TOTAL_INDEX) comes back.
-    from leadflow.scoring.models import ensure_total_index
+    # An index a killed full rescore dropped (leadflow.scoring.models.TOTAL_INDEX) comes back, and
+    # so do fit_dirty triggers a table rebuild dropped (leadflow.scoring.models.ensure_fit_triggers).
+    from leadflow.scoring.models import ensure_fit_triggers, ensure_total_index
 
     with engine.begin() as conn:
         ensure_total_index(conn)
+        ensure_fit_triggers(conn)

@@ -28,6 +28,7 @@ from leadflow.qualification.models import (
 from leadflow.reports.models import FunnelCount, LeadFunnelFact, ReportState, StageDurationCount
 from leadflow.scoring.models import (
     EngagementBuild,
+    FitDirty,
     LeadEngagement,
     LeadScore,
     ScoreHistory,
@@ -52,6 +53,7 @@ __all__ = [
     "DiscoveryCallRecord",
     "EngagementBuild",
     "Enrollment",
+    "FitDirty",
     "FrameworkDef",
     "FunnelCount",
     "Handoff",

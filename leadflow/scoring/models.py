@@ -1,4 +1,5 @@
-"""Scoring tables: model versions, current scores, score history and threshold firings."""
+"""Scoring tables: model versions, current scores, score history, threshold firings, and the
+leads whose fit inputs changed (``fit_dirty``, kept by database triggers)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    event,
     inspect,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.schema import CreateIndex
@@ -143,3 +146,171 @@ class EngagementBuild(Base):
 
     ruleset: Mapped[str] = mapped_column(String(32), primary_key=True)
     built_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class FitDirty(Base):
+    """A lead whose fit inputs (its own columns the fit rules read, or its account's) changed
+    since its fit was last computed.
+
+    The nightly full rescore would otherwise read every lead's attributes again to recompute a fit
+    that almost never moves; with this table it can carry a lead's stored fit forward unless the
+    lead is marked here. The marks are written by database triggers (:func:`fit_dirty_ddl`), not
+    by the services, so that every path that changes a lead or an account (ORM, Core, raw SQL, the
+    importer, merges, foreign-key actions) records them. A lead is marked once: the rescore takes
+    the marks of an id range (:func:`leadflow.scoring.fitdirty.take_fit_dirty`) in the
+    transaction that refits those leads. New leads are not marked: they have no stored fit."""
+
+    __tablename__ = "fit_dirty"
+
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+
+
+# The columns a lead's fit reads (leadflow.scoring.service.LEAD_COLUMNS and the custom attributes),
+# plus the ones that decide which account it reads (account_id) and whether it is live
+# (merged_into_id); and the account columns it reads. tests/test_fit_dirty.py checks these against
+# LEAD_COLUMNS. Changing a list needs a migration that runs fit_dirty_drop_ddl and fit_dirty_ddl
+# again (and marks every lead: changes made under the old triggers were not recorded).
+FIT_LEAD_COLUMNS = (
+    "email",
+    "job_title",
+    "seniority",
+    "department",
+    "company",
+    "country",
+    "source",
+    "campaign",
+    "origin",
+    "consent",
+    "unsubscribed",
+    "attributes",
+    "account_id",
+    "merged_into_id",
+)
+FIT_ACCOUNT_COLUMNS = ("country", "industry", "employee_count", "annual_revenue", "domain")
+# Trigger -> its table.
+FIT_TRIGGERS = {
+    "fit_dirty_leads_update": "leads",
+    "fit_dirty_accounts_update": "accounts",
+    "fit_dirty_accounts_delete": "accounts",
+}
+_PG_FUNCTIONS = ("fit_dirty_mark_lead", "fit_dirty_mark_account_leads")
+
+
+def _changed(columns: tuple[str, ...], distinct: str) -> str:
+    return " OR ".join(f"old.{c} {distinct} new.{c}" for c in columns)
+
+
+def fit_dirty_ddl(dialect: str) -> list[str]:
+    """The statements that create the triggers marking leads in ``fit_dirty`` (the one definition,
+    run by the migration and by ``create_all``).
+
+    ``UPDATE OF <columns>``: an update that sets none of them (``last_activity_at`` on every
+    ingested event, stage, owner, version...) does not even evaluate the trigger; the ``WHEN``
+    condition then skips one that sets them to the values they had (the importer and the ORM
+    write unchanged columns too). An account's change or deletion marks its leads through
+    ``ix_leads_account_id`` (on deletion before ``ON DELETE SET NULL`` clears their account_id)."""
+
+    lead_cols, account_cols = ", ".join(FIT_LEAD_COLUMNS), ", ".join(FIT_ACCOUNT_COLUMNS)
+    if dialect == "postgresql":
+        return [
+            # ON CONFLICT: a lead is marked once however often it changes before the rescore.
+            "CREATE OR REPLACE FUNCTION fit_dirty_mark_lead() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+            "BEGIN\n"
+            "  INSERT INTO fit_dirty (lead_id) VALUES (NEW.id) ON CONFLICT (lead_id) DO NOTHING;\n"
+            "  RETURN NULL;\n"
+            "END $$",
+            # RETURN OLD: a BEFORE DELETE trigger that returned NULL would cancel the deletion.
+            "CREATE OR REPLACE FUNCTION fit_dirty_mark_account_leads() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$\n"
+            "BEGIN\n"
+            "  INSERT INTO fit_dirty (lead_id) SELECT id FROM leads WHERE account_id = OLD.id\n"
+            "    ON CONFLICT (lead_id) DO NOTHING;\n"
+            "  RETURN OLD;\n"
+            "END $$",
+            f"CREATE TRIGGER fit_dirty_leads_update AFTER UPDATE OF {lead_cols} ON leads FOR EACH ROW "
+            f"WHEN ({_changed(FIT_LEAD_COLUMNS, 'IS DISTINCT FROM')}) "
+            "EXECUTE FUNCTION fit_dirty_mark_lead()",
+            f"CREATE TRIGGER fit_dirty_accounts_update AFTER UPDATE OF {account_cols} ON accounts "
+            f"FOR EACH ROW WHEN ({_changed(FIT_ACCOUNT_COLUMNS, 'IS DISTINCT FROM')}) "
+            "EXECUTE FUNCTION fit_dirty_mark_account_leads()",
+            "CREATE TRIGGER fit_dirty_accounts_delete BEFORE DELETE ON accounts FOR EACH ROW "
+            "EXECUTE FUNCTION fit_dirty_mark_account_leads()",
+        ]
+    # SQLite: NOT EXISTS rather than INSERT OR IGNORE, whose conflict policy an outer
+    # UPDATE OR ABORT/FAIL/ROLLBACK would override inside the trigger.
+    mark_account = (
+        "INSERT INTO fit_dirty (lead_id) SELECT l.id FROM leads l WHERE l.account_id = old.id "
+        "AND NOT EXISTS (SELECT 1 FROM fit_dirty f WHERE f.lead_id = l.id); "
+    )
+    return [
+        f"CREATE TRIGGER fit_dirty_leads_update AFTER UPDATE OF {lead_cols} ON leads FOR EACH ROW "
+        f"WHEN {_changed(FIT_LEAD_COLUMNS, 'IS NOT')} BEGIN "
+        "INSERT INTO fit_dirty (lead_id) SELECT new.id "
+        "WHERE NOT EXISTS (SELECT 1 FROM fit_dirty WHERE lead_id = new.id); END",
+        f"CREATE TRIGGER fit_dirty_accounts_update AFTER UPDATE OF {account_cols} ON accounts "
+        f"FOR EACH ROW WHEN {_changed(FIT_ACCOUNT_COLUMNS, 'IS NOT')} BEGIN {mark_account}END",
+        f"CREATE TRIGGER fit_dirty_accounts_delete BEFORE DELETE ON accounts FOR EACH ROW "
+        f"BEGIN {mark_account}END",
+    ]
+
+
+def fit_dirty_drop_ddl(dialect: str) -> list[str]:
+    """The statements that drop what :func:`fit_dirty_ddl` creates."""
+
+    drops = [
+        f"DROP TRIGGER IF EXISTS {name}" + (f" ON {table}" if dialect == "postgresql" else "")
+        for name, table in FIT_TRIGGERS.items()
+    ]
+    if dialect == "postgresql":
+        drops += [f"DROP FUNCTION IF EXISTS {name}()" for name in _PG_FUNCTIONS]
+    return drops
+
+
+def _fit_triggers_present(conn: Connection) -> set[str]:
+    if conn.dialect.name == "postgresql":
+        sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'fit_dirty%'"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'fit_dirty%'"
+    return {str(r[0]) for r in conn.execute(text(sql))}
+
+
+def ensure_fit_triggers(conn: Connection) -> None:
+    """Create the fit_dirty triggers if any is missing (checked with a read first: no write lock
+    when they are there), and then mark every lead: changes made without them were not recorded.
+
+    On SQLite a migration that rebuilds ``leads`` or ``accounts`` (Alembic's batch mode copies a
+    table to alter it) drops their triggers with the old table; ``leadflow init``/``serve`` and
+    the CLI run this after the migrations (:func:`leadflow.db.migrate.upgrade`)."""
+
+    if not inspect(conn).has_table(FitDirty.__tablename__):
+        return  # migrated to a revision before fit_dirty
+    if _fit_triggers_present(conn) >= set(FIT_TRIGGERS):
+        return
+    for sql in [*fit_dirty_drop_ddl(conn.dialect.name), *fit_dirty_ddl(conn.dialect.name)]:
+        conn.execute(text(sql))
+    mark_all_leads(conn)
+
+
+def mark_all_leads(conn: Connection) -> None:
+    """Mark every lead's fit as changed (the stored fits cannot be trusted)."""
+
+    conn.execute(
+        text(
+            "INSERT INTO fit_dirty (lead_id) SELECT id FROM leads "
+            "WHERE id NOT IN (SELECT lead_id FROM fit_dirty)"
+        )
+    )
+
+
+# A database built with Base.metadata.create_all gets the triggers too (the application and the
+# tests build theirs with the migrations, which run the same DDL).
+@event.listens_for(FitDirty.__table__, "after_create")
+def _create_fit_triggers(_table: Table, conn: Connection, **_kw: Any) -> None:
+    for sql in fit_dirty_ddl(conn.dialect.name):
+        conn.execute(text(sql))
+
+
+@event.listens_for(FitDirty.__table__, "before_drop")
+def _drop_fit_triggers(_table: Table, conn: Connection, **_kw: Any) -> None:
+    for sql in fit_dirty_drop_ddl(conn.dialect.name):
+        conn.execute(text(sql))
