@@ -1050,12 +1050,23 @@ class ScoreArrays:
         return {"fit": self.fit, "engagement": self.engagement, "total": self.total}
 
 
-def scale_scores(model: ScoringModel, fit_matrix: FloatArray, engagement_matrix: FloatArray) -> ScoreArrays:
-    """Vectorized :func:`scale_points`, :func:`total_of` and :func:`grade_of`."""
+def scale_scores(
+    model: ScoringModel,
+    fit_matrix: FloatArray,
+    engagement_matrix: FloatArray,
+    fit_scaled: FloatArray | None = None,
+) -> ScoreArrays:
+    """Vectorized :func:`scale_points`, :func:`total_of` and :func:`grade_of`. ``fit_scaled``:
+    where not NaN, the lead's fit score as already computed under a model of the same
+    :func:`fit_key` (its row of ``fit_matrix`` is then not used)."""
 
     fp = fit_matrix.sum(axis=1) if fit_matrix.shape[1] else np.zeros(fit_matrix.shape[0])
     ep = engagement_matrix.sum(axis=1) if engagement_matrix.shape[1] else np.zeros(engagement_matrix.shape[0])
     fit = np.clip(fp / model.fit_max_points * model.scale, 0.0, model.scale)
+    if fit_scaled is not None:
+        carried = ~np.isnan(fit_scaled)
+        fit = np.where(carried, fit_scaled, fit)
+        fp = np.where(carried, fit_scaled / model.scale * model.fit_max_points, fp)
     eng = np.clip(ep / model.engagement.max_points * model.scale, 0.0, model.scale)
     w = model.weights
     total = (w.fit * fit + w.engagement * eng) / (w.fit + w.engagement)
@@ -1081,6 +1092,20 @@ def scale_scores(model: ScoringModel, fit_matrix: FloatArray, engagement_matrix:
 STATE_FIELDS = 4  # closed, open period, open count, open sum (sums relative to the lead's ref)
 CLOSED, OPEN_PERIOD, OPEN_COUNT, OPEN_SUM = range(STATE_FIELDS)
 NO_PERIOD = -math.inf
+
+
+# Part of every fit key: change it when the fit arithmetic or a derived field (email_domain,
+# free_mail) changes, so that no fit score computed by the old code is carried forward.
+FIT_LOGIC = 1
+
+
+def fit_key(model: ScoringModel) -> str:
+    """Identifies what a lead's fit score depends on besides its attributes: the fit rules, the
+    points they are scaled against and the scale. Equal keys: a fit score computed under one
+    model is the fit score under the other (for unchanged attributes)."""
+
+    sig = [FIT_LOGIC, model.fit.model_dump(mode="json"), model.fit_max_points, model.scale]
+    return hashlib.sha256(json.dumps(sig, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def engagement_key(model: ScoringModel) -> str:

@@ -1126,6 +1126,9 @@ class RescoreResult:
     # Full rescore, SQLite: ranges written from what was read ahead, unchecked (nobody else
     # committed meanwhile).
     trusted_ranges: int = 0
+    # Full rescore: leads whose stored fit score was carried forward (fit inputs unchanged, same
+    # fit key) instead of computed from their attributes.
+    fit_carried: int = 0
 
     def timed(self, phase: str, since: float) -> float:
         now = time.perf_counter()
@@ -1837,10 +1840,12 @@ class _Fitted:
     fit: np.ndarray[Any, np.dtype[np.float64]]
     timings: dict[str, float]
     states: _States | None = None
-    # With ``with_scores``: the stored scores of ``ids`` and the leads among them rescored since
+    # With ``scores``: the stored scores of ``ids`` and the leads among them rescored since
     # the rescore's snapshot (used as they are when nothing was committed since they were read).
     prev: _Previous | None = None
     newer: list[int] | None = None
+    # Fit scores carried forward (NaN: computed from the attributes in ``fit``), or None.
+    fit_scaled: np.ndarray[Any, np.dtype[np.float64]] | None = None
 
 
 @dataclass
@@ -1924,6 +1929,9 @@ class _ReadScores:
 
     tids: list[str]
     since: datetime | None
+    # Model versions whose fit scores are the active model's (same fit key): a stored fit score
+    # of one of them is carried forward for a lead not marked in fit_dirty. None: no carrying.
+    carry: list[int] | None = None
 
 
 def _fit_range(
@@ -1942,8 +1950,25 @@ def _fit_range(
     params = {"lo": start, "hi": end}
     prev: _Previous | None = None
     newer: list[int] | None = None
+    fit_scaled: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    fit = np.zeros((0, len(model.fit.rules)), dtype=np.float64)
+    carry = scores.carry if scores is not None else None
+    marks = np.zeros((0, 2), dtype=np.int64)
     with db.transaction() as session:
-        ids, cols = _attribute_columns(session, model, "l.id >= :lo AND l.id < :hi", params)
+        if carry is not None:
+            # The live leads and which are marked: the attributes of the others are not read.
+            rows = _raw_rows(
+                session,
+                "SELECT l.id, CASE WHEN d.lead_id IS NULL THEN 0 ELSE 1 END FROM leads l "
+                "LEFT JOIN fit_dirty d ON d.lead_id = l.id "
+                "WHERE l.id >= :lo AND l.id < :hi AND l.merged_into_id IS NULL ORDER BY l.id",
+                params,
+            )
+            marks = np.array(rows, dtype=np.int64).reshape(-1, 2)
+            ids: list[int] = marks[:, 0].tolist()
+            cols: dict[str, np.ndarray[Any, Any]] = {}
+        else:
+            ids, cols = _attribute_columns(session, model, "l.id >= :lo AND l.id < :hi", params)
         t1 = time.perf_counter()
         states = (
             _read_states(session, model, key, ids, "lead_id >= :lo AND lead_id < :hi", params)
@@ -1954,16 +1979,29 @@ def _fit_range(
         if scores is not None:
             prev = _previous(session, ids, scores.tids, (start, end))
             newer = _newer(session, start, end, scores.since)
-    t3 = time.perf_counter()
-    fit = core.fit_points_matrix(model, cols, len(ids))
+        t3 = time.perf_counter()
+        if carry is not None and prev is not None:
+            kept = prev.found & np.isin(prev.version, carry) & (marks[:, 1] == 0)
+            fit_scaled = np.where(kept, prev.fit, np.nan)
+            need = np.flatnonzero(~kept)
+            fit = np.zeros((len(ids), len(model.fit.rules)), dtype=np.float64)
+            if len(need):
+                sub = [ids[i] for i in need.tolist()]
+                got, cols = _attribute_columns(session, model, f"l.id IN ({_id_list(sub)})", {})
+                # (a lead merged away meanwhile is not in ``got``: the main process drops it)
+                at = np.searchsorted(np.asarray(ids, dtype=np.int64), np.asarray(got, dtype=np.int64))
+                fit[at] = core.fit_points_matrix(model, cols, len(got))
+    t4 = time.perf_counter()
+    if fit_scaled is None:
+        fit = core.fit_points_matrix(model, cols, len(ids))
     took = {
-        "read attributes": t1 - t,
+        "read attributes": t1 - t + (t4 - t3),
         "read states": t2 - t1,
-        "fit rules": time.perf_counter() - t3,
+        "fit rules": time.perf_counter() - t4,
     }
     if scores is not None:
         took["read scores"] = t3 - t2
-    return _Fitted(ids, fit, took, states, prev, newer)
+    return _Fitted(ids, fit, took, states, prev, newer, fit_scaled)
 
 
 def _newer(session: Session, start: int, end: int, since: datetime | None) -> list[int]:
@@ -2080,10 +2118,10 @@ def _live_fit(
     where: str,
     params: Mapping[str, Any],
     newer: set[int],
-) -> tuple[list[int], np.ndarray[Any, np.dtype[np.float64]]]:
+) -> tuple[list[int], np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]] | None]:
     """Under the range's lock: the leads to rescore (live now, not rescored since the snapshot)
-    with their fit points. Those read ahead keep them; a lead deleted or merged since is dropped,
-    one created since is read now."""
+    with their fit points and carried fit scores. Those read ahead keep them; a lead deleted or
+    merged since is dropped, one created since is read now."""
 
     live = np.array(
         [
@@ -2102,6 +2140,7 @@ def _live_fit(
     ahead = np.asarray(fitted.ids, dtype=np.int64)
     keep = np.isin(ahead, live)
     ids, fit = ahead[keep], fitted.fit[keep]
+    scaled = fitted.fit_scaled[keep] if fitted.fit_scaled is not None else None
     missing = np.setdiff1d(live, ids, assume_unique=True)
     if len(missing):
         extra_ids, cols = _attribute_columns(session, model, f"l.id IN ({_id_list(missing.tolist())})", {})
@@ -2110,7 +2149,47 @@ def _live_fit(
         fit = np.concatenate([fit, extra])
         order = np.argsort(ids, kind="stable")
         ids, fit = ids[order], fit[order]
-    return ids.tolist(), fit
+        if scaled is not None:
+            scaled = np.concatenate([scaled, np.full(len(extra_ids), np.nan)])[order]
+    return ids.tolist(), fit, scaled
+
+
+def _take_fit_marks(session: Session, start: int, end: int, newer: set[int]) -> list[int]:
+    """Delete and return the fit_dirty marks of [start, end), but those of leads left alone
+    (rescored since the snapshot: their mark may be newer than their score)."""
+
+    skip = f" AND lead_id NOT IN ({_id_list(sorted(newer))})" if newer else ""
+    rows = _raw_rows(
+        session,
+        f"DELETE FROM fit_dirty WHERE lead_id >= :lo AND lead_id < :hi{skip} RETURNING lead_id",
+        {"lo": start, "hi": end},
+    )
+    return sorted(int(r[0]) for r in rows)
+
+
+def _refit(
+    session: Session,
+    model: core.ScoringModel,
+    ids: Sequence[int],
+    fit: np.ndarray[Any, np.dtype[np.float64]],
+    scaled: np.ndarray[Any, np.dtype[np.float64]] | None,
+    marked: Sequence[int],
+) -> tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]] | None]:
+    """Fit points of the ``marked`` leads among ``ids`` read again now (their fit scores are no
+    longer carried)."""
+
+    want = np.asarray(ids, dtype=np.int64)
+    sub = np.intersect1d(want, np.asarray(marked, dtype=np.int64))
+    if not len(sub):
+        return fit, scaled
+    got, cols = _attribute_columns(session, model, f"l.id IN ({_id_list(sub.tolist())})", {})
+    at = np.searchsorted(want, np.asarray(got, dtype=np.int64))
+    fit = fit.copy()
+    fit[at] = core.fit_points_matrix(model, cols, len(got))
+    if scaled is not None:
+        scaled = scaled.copy()
+        scaled[at] = np.nan
+    return fit, scaled
 
 
 def _rescore_range(
@@ -2149,12 +2228,19 @@ def _rescore_range(
             ahead = np.asarray(fitted.ids, dtype=np.int64)
             keep = ~np.isin(ahead, np.fromiter(newer, dtype=np.int64, count=len(newer)))
             ids, fit, prev = ahead[keep].tolist(), fitted.fit[keep], fitted.prev.take(keep)
+            scaled = fitted.fit_scaled[keep] if fitted.fit_scaled is not None else None
         else:
             # A lead rescored incrementally since the snapshot has a newer score: leave it.
             # (Scores carry the time they were computed for: a rescore as of a later time is not
             # "newer".)
             newer = set(_newer(session, start, end, snapshot if now <= snapshot else None))
-            ids, fit = _live_fit(session, active.model, fitted, where, params, newer)
+            ids, fit, scaled = _live_fit(session, active.model, fitted, where, params, newer)
+        # The leads whose fit inputs changed: their marks go (they are fitted now). Unless
+        # nothing was committed since the read-ahead (which read the attributes of every marked
+        # lead), those are read again: they may have changed after it.
+        marked = _take_fit_marks(session, start, end, newer)
+        if marked and not quiet and ids:
+            fit, scaled = _refit(session, active.model, ids, fit, scaled, marked)
         t = result.timed("live leads", t)
         if ids:
             if build is not None:
@@ -2166,7 +2252,9 @@ def _rescore_range(
                 )
                 eng = _engagement_from_arrays(session, active.model, ids, *arrs, now)
             t = result.timed("engagement", t)
-            arrays = core.scale_scores(active.model, fit, eng)
+            arrays = core.scale_scores(active.model, fit, eng, scaled)
+            if scaled is not None:
+                result.fit_carried += int((~np.isnan(scaled)).sum())
             _write(
                 session,
                 active,
@@ -2242,7 +2330,11 @@ def rescore_all(
         if db.dialect == "sqlite" and ":memory:" not in db.url and db.url.rstrip("/") != "sqlite:"
         else None
     )
-    scores = _ReadScores([t.id for t in active.model.thresholds], snapshot if now <= snapshot else None)
+    scores = _ReadScores(
+        [t.id for t in active.model.thresholds],
+        snapshot if now <= snapshot else None,
+        None if rebuild else _carry_versions(db, active.model),
+    )
 
     def read_ahead(lo: int) -> tuple[Future[_Fitted], int | None]:
         seen = _data_version(pinned) if pinned is not None else None
@@ -2374,6 +2466,26 @@ def rescore_all(
             },
         )
     return result
+
+
+def _carry_versions(db: Database, model: core.ScoringModel) -> list[int] | None:
+    """The model versions whose stored fit scores the active model can carry forward (the same
+    :func:`~leadflow.core.scoring.fit_key`); None when there is no fit rule (nothing to read)."""
+
+    if not model.fit.rules:
+        return None
+    key = core.fit_key(model)
+    out = []
+    with db.transaction() as session:
+        for version, document in session.execute(
+            select(ScoringModelVersion.version, ScoringModelVersion.document)
+        ):
+            try:
+                if core.fit_key(core.parse_model(document)) == key:
+                    out.append(int(version))
+            except (ValueError, TypeError):  # a document this code no longer reads: refit
+                continue
+    return out
 
 
 def _data_version(conn: Session | Connection) -> int:
