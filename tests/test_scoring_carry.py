@@ -117,6 +117,23 @@ def test_new_fit_rules_fit_every_lead_and_other_changes_carry(scoring: Database)
     assert rebuilt.fit_carried == 0 and rebuilt.changed == 0
 
 
+def test_scores_of_the_built_in_default_model_carry(db: Database) -> None:
+    # No model stored: the default (version 0) is active; its scores carry into a stored version
+    # with the same fit rules, not into one with others.
+    svc.register(db)
+    try:
+        ids = [new_lead(db, t) for t in ["VP Sales", "Intern"]]
+        assert svc.rescore_all(db, SYSTEM, fire=False).fit_carried == 2
+        doc = svc.core.default_model().to_document()
+        doc["weights"] = {"fit": 0.6, "engagement": 0.4}
+        with db.transaction() as s:
+            svc.save_model(s, SYSTEM, doc, activate=True)
+        assert svc.rescore_all(db, SYSTEM, fire=False).fit_carried == 2
+        assert fits(db, ids) == from_scratch(db, ids)
+    finally:
+        svc.unregister(db)
+
+
 def test_an_edit_after_the_read_ahead_is_fitted_under_the_lock(
     scoring: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:

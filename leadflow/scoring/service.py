@@ -2475,7 +2475,8 @@ def _carry_versions(db: Database, model: core.ScoringModel) -> list[int] | None:
     if not model.fit.rules:
         return None
     key = core.fit_key(model)
-    out = []
+    # Version 0: the built-in default model, active while no version is stored.
+    out = [0] if core.fit_key(core.default_model()) == key else []
     with db.transaction() as session:
         for version, document in session.execute(
             select(ScoringModelVersion.version, ScoringModelVersion.document)
