@@ -75,6 +75,8 @@ def test_store_activate_rescore_and_roll_back(client: TestClient, admin: Actor) 
     body = res.json()
     assert body["model"]["version"] == 1 and body["model"]["active"]
     assert body["rescore"]["leads"] == 1 and body["rescore"]["model_version"] == 1
+    # Only the weights changed: the lead's fit score (computed when it was created) carries.
+    assert body["rescore"]["fit_carried"] == 1 and body["rescore"]["history_points"] == 1
     score = client.get(f"/api/leads/{lid}/score", headers=admin.headers).json()
     assert score["total"] == 100 and score["model_version"] == 1
 
@@ -192,7 +194,9 @@ def test_cli_show_set_activate_rescore_explain(run: tuple[CliRunner, Database], 
     out = ok("scoring", "activate", "2")
     assert "version 2 is active" in out and "model v2: 1 leads" in out
     assert "model v2" in ok("scoring", "rescore", "--silent")
-    assert "engagement state built from the events" in ok("scoring", "rescore", "--silent", "--rebuild")
-    assert "engagement from the kept state" in ok("scoring", "rescore", "--silent")
+    rebuilt = ok("scoring", "rescore", "--silent", "--rebuild")
+    assert "engagement state built from the events" in rebuilt and "carried forward for 0 leads" in rebuilt
+    kept = ok("scoring", "rescore", "--silent")
+    assert "engagement from the kept state" in kept and "carried forward for 1 leads" in kept
     res = runner.invoke(cli.app, ["score", "explain", "424242"])
     assert res.exit_code == 2 and "not found" in res.output

@@ -59,6 +59,8 @@ def _rescore_out(result: svc.RescoreResult) -> RescoreOut:
         crossings=result.crossings,
         actions=result.actions,
         seconds=round(result.seconds, 3),
+        fit_carried=result.fit_carried,
+        history_points=result.history,
     )
 
 

@@ -53,6 +53,7 @@ def _rescore(db: Database, actor: Principal, fire: bool = True, rebuild: bool = 
             if result.rebuilt
             else "engagement from the kept state (no pass over the events)"
         )
+        + f"; fit carried forward for {result.fit_carried:,} leads"
     )
 
 
@@ -228,7 +229,9 @@ def register(app: typer.Typer) -> None:
         rebuild: Annotated[
             bool,
             typer.Option(
-                "--rebuild", help="Rebuild every lead's engagement state from the events (one pass)"
+                "--rebuild",
+                help="Rebuild every lead's engagement state from the events (one pass) and fit every "
+                "lead from its attributes (no stored fit score carried forward)",
             ),
         ] = False,
         as_user: AsOption = None,

@@ -30,6 +30,10 @@ class RescoreOut(BaseModel):
     crossings: int
     actions: dict[str, int]
     seconds: float
+    # Leads whose stored fit score was carried forward (their fit inputs and the fit rules did
+    # not change) instead of computed from their attributes.
+    fit_carried: int = 0
+    history_points: int = 0
 
 
 class ActivationOut(BaseModel):
