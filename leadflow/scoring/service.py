@@ -1622,21 +1622,6 @@ def _write(
     stamp = _stamp(dialect, now)
     n = len(ids)
     fit, eng, total = arrays.fit.tolist(), arrays.engagement.tolist(), arrays.total.tolist()
-    expl = [json.dumps(e) for e in explanations] if explanations is not None else itertools.repeat(None, n)
-    score_rows = list(
-        zip(
-            ids,
-            itertools.repeat(active.version, n),
-            fit,
-            eng,
-            total,
-            arrays.grade.tolist(),
-            expl,
-            armed_text,
-            itertools.repeat(stamp, n),
-            strict=False,
-        )
-    )
     moved = ~prev.found | (
         (np.abs(prev.fit - arrays.fit) >= HISTORY_EPSILON)
         | (np.abs(prev.engagement - arrays.engagement) >= HISTORY_EPSILON)
@@ -1648,9 +1633,9 @@ def _write(
     ]
     # A score that is exactly what is stored (same model version, values, grade and armed state)
     # is not written again: a rescore that changes nothing writes nothing.
+    kept_version = prev.found & (prev.version == active.version)
     same = (
-        prev.found
-        & (prev.version == active.version)
+        kept_version
         & (prev.fit == arrays.fit)
         & (prev.engagement == arrays.engagement)
         & (prev.total == arrays.total)
@@ -1658,9 +1643,36 @@ def _write(
         & prev.armed_exact
         & (prev.armed == new_armed).all(axis=1)
     )
-    if explanations is None and same.any():
-        score_rows = list(itertools.compress(score_rows, (~same).tolist()))
-    _upsert(session, score_rows)
+    write = ~same if explanations is None else np.ones(n, dtype=np.bool_)
+    # SQLite: where only engagement, total and armed state moved (the nightly decay refresh: fit
+    # carried, same version), an UPDATE of those columns instead of an upsert of every column
+    # (a third less CPU per row: one lookup instead of an insert attempt and its conflict).
+    narrow = (
+        write & kept_version & (prev.fit == arrays.fit) & (prev.grade == arrays.grade)
+        if explanations is None and dialect == "sqlite"
+        else np.zeros(n, dtype=np.bool_)
+    )
+    expl = [json.dumps(e) for e in explanations] if explanations is not None else itertools.repeat(None, n)
+    rows = zip(
+        ids,
+        itertools.repeat(active.version, n),
+        fit,
+        eng,
+        total,
+        arrays.grade.tolist(),
+        expl,
+        armed_text,
+        itertools.repeat(stamp, n),
+        strict=False,
+    )
+    wide = write & ~narrow
+    _upsert(session, list(rows) if wide.all() else list(itertools.compress(rows, wide.tolist())))
+    _executemany(
+        session,
+        "UPDATE lead_scores SET engagement = ?2, total = ?3, armed = ?4, computed_at = ?5, "
+        "explanation = NULL WHERE lead_id = ?1",
+        [(ids[i], eng[i], total[i], armed_text[i], stamp) for i in np.flatnonzero(narrow).tolist()],
+    )
     _insert_history(session, history)
     result.leads += n
     result.changed += int(moved.sum())
