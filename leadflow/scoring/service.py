@@ -1858,6 +1858,8 @@ class _Fitted:
     newer: list[int] | None = None
     # Fit scores carried forward (NaN: computed from the attributes in ``fit``), or None.
     fit_scaled: np.ndarray[Any, np.dtype[np.float64]] | None = None
+    # Engagement points per (lead, rule) from ``states`` at the rescore's time, or None.
+    eng: np.ndarray[Any, np.dtype[np.float64]] | None = None
 
 
 @dataclass
@@ -1944,6 +1946,9 @@ class _ReadScores:
     # Model versions whose fit scores are the active model's (same fit key): a stored fit score
     # of one of them is carried forward for a lead not marked in fit_dirty. None: no carrying.
     carry: list[int] | None = None
+    # The time scores are computed for: the engagement points of the states read are computed
+    # ahead too.
+    as_of: datetime | None = None
 
 
 def _fit_range(
@@ -2006,14 +2011,21 @@ def _fit_range(
     t4 = time.perf_counter()
     if fit_scaled is None:
         fit = core.fit_points_matrix(model, cols, len(ids))
+    t5 = time.perf_counter()
+    eng = (
+        core.engagement_points_from_state(model, states.state, states.ref, scores.as_of)
+        if states is not None and scores is not None and scores.as_of is not None
+        else None
+    )
     took = {
         "read attributes": t1 - t + (t4 - t3),
         "read states": t2 - t1,
-        "fit rules": time.perf_counter() - t4,
+        "fit rules": t5 - t4,
+        "engagement": time.perf_counter() - t5,
     }
     if scores is not None:
         took["read scores"] = t3 - t2
-    return _Fitted(ids, fit, took, states, prev, newer, fit_scaled)
+    return _Fitted(ids, fit, took, states, prev, newer, fit_scaled, eng)
 
 
 def _newer(session: Session, start: int, end: int, since: datetime | None) -> list[int]:
@@ -2233,6 +2245,7 @@ def _rescore_range(
         # touched other ranges), so the leads, states and scores read ahead are those stored now.
         quiet = seen is not None and fitted.prev is not None and _data_version(session) == seen
         prev: _Previous | None = None
+        eng_ahead: np.ndarray[Any, np.dtype[np.float64]] | None = None
         if quiet:
             assert fitted.prev is not None
             result.trusted_ranges += 1
@@ -2241,6 +2254,7 @@ def _rescore_range(
             keep = ~np.isin(ahead, np.fromiter(newer, dtype=np.int64, count=len(newer)))
             ids, fit, prev = ahead[keep].tolist(), fitted.fit[keep], fitted.prev.take(keep)
             scaled = fitted.fit_scaled[keep] if fitted.fit_scaled is not None else None
+            eng_ahead = fitted.eng[keep] if fitted.eng is not None else None
         else:
             # A lead rescored incrementally since the snapshot has a newer score: leave it.
             # (Scores carry the time they were computed for: a rescore as of a later time is not
@@ -2258,6 +2272,16 @@ def _rescore_range(
             if build is not None:
                 states = _states_from_build(session, active.model, key, build, ids, where, params)
                 eng = _engagement_from_states(session, active.model, ids, states, now)
+            elif quiet and eng_ahead is not None and fitted.states is not None:
+                # Computed ahead from the states read ahead, which are current: but for leads
+                # whose state is of another ruleset or holds events dated after ``now``.
+                st = fitted.states
+                bad = np.flatnonzero(st.other[keep] | (st.max_at[keep] > now.timestamp()))
+                eng = eng_ahead
+                if len(bad):
+                    sub = [ids[i] for i in bad.tolist()]
+                    arrs = _state_arrays(session, active.model, key, sub, f"lead_id IN ({_id_list(sub)})", {})
+                    eng[bad] = _engagement_from_arrays(session, active.model, sub, *arrs, now)
             else:
                 arrs = _current_states(
                     session, active.model, key, ids, fitted, where.format(col="lead_id"), params, quiet
@@ -2346,6 +2370,7 @@ def rescore_all(
         [t.id for t in active.model.thresholds],
         snapshot if now <= snapshot else None,
         None if rebuild else _carry_versions(db, active.model),
+        now,
     )
 
     def read_ahead(lo: int) -> tuple[Future[_Fitted], int | None]:
