@@ -117,6 +117,18 @@ def test_new_fit_rules_fit_every_lead_and_other_changes_carry(scoring: Database)
     assert rebuilt.fit_carried == 0 and rebuilt.changed == 0
 
 
+def test_new_grade_bounds_carry_the_fit_and_regrade(scoring: Database) -> None:
+    db = scoring
+    ids = [new_lead(db, t) for t in ["VP Sales", "Intern"]]  # fit 50 and 0
+    with db.transaction() as s:
+        svc.save_model(s, SYSTEM, {**MODEL, "grades": {"A": 40, "B": 20, "C": 10}}, activate=True)
+    res = svc.rescore_all(db, SYSTEM, fire=False)
+    assert res.fit_carried == 2
+    with db.transaction() as s:
+        rows = [s.get(LeadScore, lid) for lid in ids]
+        assert [(r.grade, r.model_version) for r in rows if r is not None] == [("A", 2), ("D", 2)]
+
+
 def test_scores_of_the_built_in_default_model_carry(db: Database) -> None:
     # No model stored: the default (version 0) is active; its scores carry into a stored version
     # with the same fit rules, not into one with others.

@@ -1644,14 +1644,17 @@ def _write(
         & (prev.armed == new_armed).all(axis=1)
     )
     write = ~same if explanations is None else np.ones(n, dtype=np.bool_)
-    # SQLite: where only engagement, total and armed state moved (the nightly decay refresh: fit
-    # carried, same version), an UPDATE of those columns instead of an upsert of every column
-    # (a third less CPU per row: one lookup instead of an insert attempt and its conflict).
+    # SQLite: a stored score whose fit stays (the nightly decay refresh, a model change that
+    # keeps the fit rules, most incremental updates) gets an UPDATE of the columns that can move
+    # instead of an upsert of every column (a third less CPU per row: one lookup instead of an
+    # insert attempt and its conflict); under the same version, grade and version stay too.
     narrow = (
-        write & kept_version & (prev.fit == arrays.fit) & (prev.grade == arrays.grade)
+        write & prev.found & (prev.fit == arrays.fit)
         if explanations is None and dialect == "sqlite"
         else np.zeros(n, dtype=np.bool_)
     )
+    narrowest = narrow & kept_version & (prev.grade == arrays.grade)
+    grade = arrays.grade.tolist()
     expl = [json.dumps(e) for e in explanations] if explanations is not None else itertools.repeat(None, n)
     rows = zip(
         ids,
@@ -1659,7 +1662,7 @@ def _write(
         fit,
         eng,
         total,
-        arrays.grade.tolist(),
+        grade,
         expl,
         armed_text,
         itertools.repeat(stamp, n),
@@ -1671,7 +1674,16 @@ def _write(
         session,
         "UPDATE lead_scores SET engagement = ?2, total = ?3, armed = ?4, computed_at = ?5, "
         "explanation = NULL WHERE lead_id = ?1",
-        [(ids[i], eng[i], total[i], armed_text[i], stamp) for i in np.flatnonzero(narrow).tolist()],
+        [(ids[i], eng[i], total[i], armed_text[i], stamp) for i in np.flatnonzero(narrowest).tolist()],
+    )
+    _executemany(
+        session,
+        "UPDATE lead_scores SET model_version = ?2, engagement = ?3, total = ?4, grade = ?5, armed = ?6, "
+        "computed_at = ?7, explanation = NULL WHERE lead_id = ?1",
+        [
+            (ids[i], active.version, eng[i], total[i], grade[i], armed_text[i], stamp)
+            for i in np.flatnonzero(narrow & ~narrowest).tolist()
+        ],
     )
     _insert_history(session, history)
     result.leads += n
