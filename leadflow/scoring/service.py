@@ -31,6 +31,7 @@ import multiprocessing
 import re
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -77,6 +78,7 @@ CHUNK = 50_000
 # From this many leads on, a full rescore reads ahead in a second process (starting it costs
 # about a second: the imports).
 PARALLEL_MIN_LEADS = 200_000
+READ_AHEAD = 2  # ranges requested from the full rescore's second process ahead of the writes
 # A full rescore on SQLite drops ix_lead_scores_total for the rest of the run once the ranges done
 # moved at least half of their scores and this many leads are left (building the index again
 # costs under a second per million scores; updating it, about 4 us per score written).
@@ -2409,8 +2411,20 @@ def rescore_all(
         if reindex:
             with db.engine.begin() as conn:
                 ensure_total_index(conn)  # a rescore killed earlier left it dropped
-        start = int(lo)
-        ahead = read_ahead(start) if pool is not None else None
+        # Ranges requested from the second process and not yet written: two, so that it reads
+        # the second range while this process checks the kept states (and later while it waits
+        # on a slow commit) instead of waiting for the next request.
+        pending: deque[tuple[int, tuple[Future[_Fitted], int | None]]] = deque()
+        next_lo = int(lo)
+
+        def top_up(depth: int) -> None:
+            nonlocal next_lo
+            while len(pending) < depth and next_lo <= int(hi):
+                pending.append((next_lo, read_ahead(next_lo)))
+                next_lo += chunk
+
+        if pool is not None:
+            top_up(READ_AHEAD)
         t = time.perf_counter()
         build: _Build | None = None
         with db.transaction_on(pinned) if pinned is not None else db.transaction() as session:
@@ -2425,15 +2439,15 @@ def rescore_all(
         result.rebuilt = build is not None
         if build is not None:
             states_key = None
-        if ahead is None:
-            ahead = read_ahead(start)
+        top_up(1)
         done = 0
-        while start <= int(hi):
+        while pending:
+            start, (ahead, seen) = pending.popleft()
             end = start + chunk
             t = time.perf_counter()
-            fitted, seen = ahead[0].result(), ahead[1]
-            if pool is not None and end <= int(hi):
-                ahead = read_ahead(end)
+            fitted = ahead.result()
+            if pool is not None:
+                top_up(READ_AHEAD)
             suffix = " (second process)" if pool is not None else ""
             if pool is not None:
                 t = result.timed("wait for the second process", t)
@@ -2444,7 +2458,6 @@ def rescore_all(
             )
             if progress:
                 progress(done, int(total))
-            start = end
             if (
                 reindex
                 and not dropped
@@ -2461,8 +2474,8 @@ def rescore_all(
                         conn.execute(DropIndex(TOTAL_INDEX, if_exists=True))
                 dropped = True
                 result.timed("drop total index", t)
-            if pool is None and start <= int(hi):
-                ahead = read_ahead(start)
+            if pool is None:
+                top_up(1)
     finally:
         if collecting:
             gc.enable()
