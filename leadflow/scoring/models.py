@@ -278,7 +278,11 @@ def fit_dirty_drop_ddl(dialect: str) -> list[str]:
 
 def _fit_triggers_present(conn: Connection) -> set[str]:
     if conn.dialect.name == "postgresql":
-        sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'fit_dirty%'"
+        # (the tables on the search path: another schema's triggers do not count)
+        sql = (
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'fit_dirty%' "
+            "AND tgrelid IN (to_regclass('leads'), to_regclass('accounts'))"
+        )
     else:
         sql = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'fit_dirty%'"
     return {str(r[0]) for r in conn.execute(text(sql))}
