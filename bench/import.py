@@ -499,6 +499,11 @@ def main() -> int:
         help="then import a copy of the file in which every row's COLUMN differs (e.g. Title, a fit "
         "input of the lead score, or First Name, not one): every lead is updated",
     )
+    ap.add_argument(
+        "--without-fit-triggers",
+        action="store_true",
+        help="drop the fit_dirty triggers before the --rerun-changed import (what they cost it)",
+    )
     ap.add_argument("--sqlite-floor", action="store_true", help="only time SQLite's own insert cost")
     ap.add_argument("--bare", action="store_true", help="--sqlite-floor without the secondary lead indexes")
     args = ap.parse_args()
@@ -552,6 +557,12 @@ def main() -> int:
         files.append(changed_copy(csv_path, args.rerun_changed))
     peaks = []
     for run, path in enumerate(files):
+        if args.without_fit_triggers and run == len(files) - 1 and args.rerun_changed:
+            from leadflow.scoring.models import fit_dirty_drop_ddl
+
+            with db.engine.begin() as conn:
+                for sql in fit_dirty_drop_ddl(db.dialect):
+                    conn.execute(text(sql))
         t = time.perf_counter()
         cpu_main = time.process_time()
         load = os.getloadavg()[0]
