@@ -5,6 +5,7 @@ and peak memory.
     .venv/bin/python bench/import.py --rows 200000        # smaller
     .venv/bin/python bench/import.py --db postgresql+psycopg://user:pw@127.0.0.1/bench
     .venv/bin/python bench/import.py --rerun              # also time a second run of the same file
+    .venv/bin/python bench/import.py --rerun-changed Title  # ... of a copy in which every title differs
     .venv/bin/python bench/import.py --sqlite-floor       # SQLite's own cost per imported lead
     .venv/bin/python bench/import.py --sqlite-floor --bare  # ... without the secondary lead indexes
 
@@ -273,6 +274,28 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             w.writerow(row)
 
 
+def changed_copy(path: Path, column: str) -> Path:
+    """A copy of a generated file in which every row's ``column`` differs (Title: the next of
+    TITLES, a fit input of the lead score; any other column: the value with a letter appended):
+    imported after the original, every lead it holds is updated."""
+
+    out = path.with_name(f"{path.stem}-{column.lower().replace(' ', '_')}.csv")
+    if out.exists():
+        return out
+    with path.open(encoding="utf-8", newline="") as f, out.open("w", encoding="utf-8", newline="") as g:
+        reader, writer = csv.reader(f), csv.writer(g)
+        header = next(reader)
+        writer.writerow(header)
+        i = header.index(column)
+        for row in reader:
+            if len(row) > i and column == "Title":
+                row[i] = TITLES[(TITLES.index(row[i]) + 1) % len(TITLES)] if row[i] in TITLES else TITLES[0]
+            elif len(row) > i:
+                row[i] += "a"
+            writer.writerow(row)
+    return out
+
+
 class ProcessSampler(threading.Thread):
     """Samples this process and all its descendants (the validation workers are children of a
     fork server, so grandchildren) from /proc every 0.2 s: the peak of their summed resident
@@ -470,6 +493,17 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=None, help="validation processes (default: cores)")
     ap.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="rows per chunk (and write transaction)")
     ap.add_argument("--rerun", action="store_true", help="import the same file a second time")
+    ap.add_argument(
+        "--rerun-changed",
+        metavar="COLUMN",
+        help="then import a copy of the file in which every row's COLUMN differs (e.g. Title, a fit "
+        "input of the lead score, or First Name, not one): every lead is updated",
+    )
+    ap.add_argument(
+        "--without-fit-triggers",
+        action="store_true",
+        help="drop the fit_dirty triggers before the --rerun-changed import (what they cost it)",
+    )
     ap.add_argument("--sqlite-floor", action="store_true", help="only time SQLite's own insert cost")
     ap.add_argument("--bare", action="store_true", help="--sqlite-floor without the secondary lead indexes")
     args = ap.parse_args()
@@ -518,9 +552,17 @@ def main() -> int:
             last[0] = now
             print(f"  {done:>9,} / {total:,}", flush=True)
 
-    runs = 2 if args.rerun else 1
+    files = [csv_path] * (2 if args.rerun else 1)
+    if args.rerun_changed:
+        files.append(changed_copy(csv_path, args.rerun_changed))
     peaks = []
-    for run in range(runs):
+    for run, path in enumerate(files):
+        if args.without_fit_triggers and run == len(files) - 1 and args.rerun_changed:
+            from leadflow.scoring.models import fit_dirty_drop_ddl
+
+            with db.engine.begin() as conn:
+                for sql in fit_dirty_drop_ddl(db.dialect):
+                    conn.execute(text(sql))
         t = time.perf_counter()
         cpu_main = time.process_time()
         load = os.getloadavg()[0]
@@ -528,7 +570,7 @@ def main() -> int:
         sampler.start()
         result = run_import(
             db,
-            csv_path,
+            path,
             mapping="salesforce",
             progress=progress,
             report_dir=args.dir,
@@ -540,7 +582,7 @@ def main() -> int:
         peaks.append(peak)
         per_row = 1e6 / result.rows_total
         print(
-            f"run {run + 1}: {result.rows_total:,} rows in {elapsed:.1f}s "
+            f"run {run + 1} ({path.name}): {result.rows_total:,} rows in {elapsed:.1f}s "
             f"= {result.rows_total / elapsed:,.0f} rows/s "
             f"(created {result.created:,}, updated {result.updated:,}, skipped {result.skipped:,}, "
             f"failed {result.failed:,}, warnings {result.warnings:,}, accounts {result.accounts_created:,})"

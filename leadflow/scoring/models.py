@@ -205,34 +205,44 @@ def fit_dirty_ddl(dialect: str) -> list[str]:
     run by the migration and by ``create_all``).
 
     ``UPDATE OF <columns>``: an update that sets none of them (``last_activity_at`` on every
-    ingested event, stage, owner, version...) does not even evaluate the trigger; the ``WHEN``
-    condition then skips one that sets them to the values they had (the importer and the ORM
-    write unchanged columns too). An account's change or deletion marks its leads through
+    ingested event, stage, owner, version...) does not even evaluate the trigger; a null-safe
+    comparison of old and new values (SQLite: the ``WHEN`` clause; PostgreSQL: in the function)
+    then skips one that sets them to the values they had (the importer and the ORM write
+    unchanged columns too). An account's change or deletion marks its leads through
     ``ix_leads_account_id`` (on deletion before ``ON DELETE SET NULL`` clears their account_id)."""
 
     lead_cols, account_cols = ", ".join(FIT_LEAD_COLUMNS), ", ".join(FIT_ACCOUNT_COLUMNS)
     if dialect == "postgresql":
+        # The comparison is in the function, not in a WHEN clause: PostgreSQL prepares a trigger's
+        # WHEN once per statement, ~2-3 us per column compared, paid by every single-row UPDATE
+        # (the importer's executemany, the ORM) even when nothing changed; PL/pgSQL keeps its
+        # expressions prepared for the session (bench/fit_dirty.py, docs/PERFORMANCE.md).
+        # ON CONFLICT: a lead is marked once however often it changes before the rescore.
         return [
-            # ON CONFLICT: a lead is marked once however often it changes before the rescore.
             "CREATE OR REPLACE FUNCTION fit_dirty_mark_lead() RETURNS trigger LANGUAGE plpgsql AS $$\n"
             "BEGIN\n"
-            "  INSERT INTO fit_dirty (lead_id) VALUES (NEW.id) ON CONFLICT (lead_id) DO NOTHING;\n"
+            f"  IF {_changed(FIT_LEAD_COLUMNS, 'IS DISTINCT FROM')} THEN\n"
+            "    INSERT INTO fit_dirty (lead_id) VALUES (NEW.id) ON CONFLICT (lead_id) DO NOTHING;\n"
+            "  END IF;\n"
             "  RETURN NULL;\n"
             "END $$",
             # RETURN OLD: a BEFORE DELETE trigger that returned NULL would cancel the deletion.
             "CREATE OR REPLACE FUNCTION fit_dirty_mark_account_leads() RETURNS trigger "
             "LANGUAGE plpgsql AS $$\n"
             "BEGIN\n"
+            "  IF TG_OP = 'UPDATE' THEN\n"  # (NEW is NULL on DELETE: compared only on UPDATE)
+            f"    IF NOT ({_changed(FIT_ACCOUNT_COLUMNS, 'IS DISTINCT FROM')}) THEN\n"
+            "      RETURN NULL;\n"
+            "    END IF;\n"
+            "  END IF;\n"
             "  INSERT INTO fit_dirty (lead_id) SELECT id FROM leads WHERE account_id = OLD.id\n"
             "    ON CONFLICT (lead_id) DO NOTHING;\n"
             "  RETURN OLD;\n"
             "END $$",
             f"CREATE TRIGGER fit_dirty_leads_update AFTER UPDATE OF {lead_cols} ON leads FOR EACH ROW "
-            f"WHEN ({_changed(FIT_LEAD_COLUMNS, 'IS DISTINCT FROM')}) "
             "EXECUTE FUNCTION fit_dirty_mark_lead()",
             f"CREATE TRIGGER fit_dirty_accounts_update AFTER UPDATE OF {account_cols} ON accounts "
-            f"FOR EACH ROW WHEN ({_changed(FIT_ACCOUNT_COLUMNS, 'IS DISTINCT FROM')}) "
-            "EXECUTE FUNCTION fit_dirty_mark_account_leads()",
+            "FOR EACH ROW EXECUTE FUNCTION fit_dirty_mark_account_leads()",
             "CREATE TRIGGER fit_dirty_accounts_delete BEFORE DELETE ON accounts FOR EACH ROW "
             "EXECUTE FUNCTION fit_dirty_mark_account_leads()",
         ]
@@ -268,7 +278,11 @@ def fit_dirty_drop_ddl(dialect: str) -> list[str]:
 
 def _fit_triggers_present(conn: Connection) -> set[str]:
     if conn.dialect.name == "postgresql":
-        sql = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'fit_dirty%'"
+        # (the tables on the search path: another schema's triggers do not count)
+        sql = (
+            "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'fit_dirty%' "
+            "AND tgrelid IN (to_regclass('leads'), to_regclass('accounts'))"
+        )
     else:
         sql = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'fit_dirty%'"
     return {str(r[0]) for r in conn.execute(text(sql))}
