@@ -79,6 +79,7 @@ CHUNK = 50_000
 # about a second: the imports).
 PARALLEL_MIN_LEADS = 200_000
 READ_AHEAD = 2  # ranges requested from the full rescore's second process ahead of the writes
+READ_HERE = 2  # ranges the main process reads itself ahead while it would wait for the second
 # A full rescore on SQLite drops ix_lead_scores_total for the rest of the run once the ranges done
 # moved at least half of their scores and this many leads are left (building the index again
 # costs under a second per million scores; updating it, about 4 us per score written).
@@ -1131,6 +1132,8 @@ class RescoreResult:
     # Full rescore: leads whose stored fit score was carried forward (fit inputs unchanged, same
     # fit key) instead of computed from their attributes.
     fit_carried: int = 0
+    # Full rescore with a second process: ranges the main process read itself while waiting.
+    ranges_read_here: int = 0
 
     def timed(self, phase: str, since: float) -> float:
         now = time.perf_counter()
@@ -2387,9 +2390,9 @@ def rescore_all(
         now,
     )
 
-    def read_ahead(lo: int) -> tuple[Future[_Fitted], int | None]:
+    def read_ahead(lo: int, here: bool = False) -> tuple[Future[_Fitted], int | None]:
         seen = _data_version(pinned) if pinned is not None else None
-        if pool is not None:
+        if pool is not None and not here:
             return pool.submit(_fit_range_in_worker, db.url, doc, lo, lo + chunk, states_key, scores), seen
         done_now: Future[_Fitted] = Future()
         done_now.set_result(_fit_range(db, active.model, lo, lo + chunk, states_key, scores))
@@ -2415,11 +2418,14 @@ def rescore_all(
         # the second range while this process checks the kept states (and later while it waits
         # on a slow commit) instead of waiting for the next request.
         pending: deque[tuple[int, tuple[Future[_Fitted], int | None]]] = deque()
+        read_here: set[int] = set()
         next_lo = int(lo)
 
         def top_up(depth: int) -> None:
+            """Requests up to ``depth`` ranges ahead (from the second process, if any)."""
+
             nonlocal next_lo
-            while len(pending) < depth and next_lo <= int(hi):
+            while next_lo <= int(hi) and sum(lo_k not in read_here for lo_k, _ in pending) < depth:
                 pending.append((next_lo, read_ahead(next_lo)))
                 next_lo += chunk
 
@@ -2442,13 +2448,29 @@ def rescore_all(
         top_up(1)
         done = 0
         while pending:
-            start, (ahead, seen) = pending.popleft()
-            end = start + chunk
+            start, (ahead, seen) = pending[0]
             t = time.perf_counter()
+            # The second process is still on this range: rather than wait, read the next range
+            # not requested yet here (both cores stay busy when this process writes faster than
+            # the second one reads). At most READ_HERE of them wait to be written.
+            while (
+                pool is not None
+                and not ahead.done()
+                and next_lo <= int(hi)
+                and len(read_here & {lo_k for lo_k, _ in pending}) < READ_HERE
+            ):
+                t_here = time.perf_counter()
+                pending.append((next_lo, read_ahead(next_lo, here=True)))
+                t += time.perf_counter() - t_here  # (reading, not waiting)
+                read_here.add(next_lo)
+                next_lo += chunk
+                result.ranges_read_here += 1
+            pending.popleft()
+            end = start + chunk
             fitted = ahead.result()
             if pool is not None:
                 top_up(READ_AHEAD)
-            suffix = " (second process)" if pool is not None else ""
+            suffix = " (second process)" if pool is not None and start not in read_here else ""
             if pool is not None:
                 t = result.timed("wait for the second process", t)
             for phase, took in fitted.timings.items():
