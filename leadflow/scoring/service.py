@@ -1966,6 +1966,9 @@ class _ReadScores:
     # The time scores are computed for: the engagement points of the states read are computed
     # ahead too.
     as_of: datetime | None = None
+    # Read the stored scores whole (they may be trusted: SQLite); else only what carrying the fit
+    # needs (PostgreSQL reads them again under the lock anyway).
+    whole: bool = True
 
 
 def _fit_range(
@@ -2010,13 +2013,18 @@ def _fit_range(
             else None
         )
         t2 = time.perf_counter()
-        if scores is not None:
+        stored_fit: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None
+        if scores is not None and scores.whole:
             prev = _previous(session, ids, scores.tids, (start, end))
             newer = _newer(session, start, end, scores.since)
+            stored_fit = prev.found, prev.fit, prev.version
+        elif carry is not None:
+            stored_fit = _stored_fit(session, ids, start, end)
         t3 = time.perf_counter()
-        if carry is not None and prev is not None:
-            kept = prev.found & np.isin(prev.version, carry) & (marks[:, 1] == 0)
-            fit_scaled = np.where(kept, prev.fit, np.nan)
+        if carry is not None and stored_fit is not None:
+            found, stored, version = stored_fit
+            kept = found & np.isin(version, carry) & (marks[:, 1] == 0)
+            fit_scaled = np.where(kept, stored, np.nan)
             need = np.flatnonzero(~kept)
             fit = np.zeros((len(ids), len(model.fit.rules)), dtype=np.float64)
             if len(need):
@@ -2031,8 +2039,8 @@ def _fit_range(
     t5 = time.perf_counter()
     eng = (
         core.engagement_points_from_state(model, states.state, states.ref, scores.as_of)
-        if states is not None and scores is not None and scores.as_of is not None
-        else None
+        if states is not None and scores is not None and scores.whole and scores.as_of is not None
+        else None  # (used only with the stored scores read whole: a range that trusts them)
     )
     took = {
         "read attributes": t1 - t + (t4 - t3),
@@ -2043,6 +2051,30 @@ def _fit_range(
     if scores is not None:
         took["read scores"] = t3 - t2
     return _Fitted(ids, fit, took, states, prev, newer, fit_scaled, eng)
+
+
+def _stored_fit(
+    session: Session, ids: Sequence[int], start: int, end: int
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Aligned with ``ids`` (sorted, in [start, end)): whether a score is stored, its fit score
+    and its model version."""
+
+    n = len(ids)
+    found, fit, version = np.zeros(n, dtype=np.bool_), np.zeros(n), np.full(n, -1, dtype=np.int64)
+    rows = _raw_rows(
+        session,
+        "SELECT lead_id, fit, model_version FROM lead_scores WHERE lead_id >= :lo AND lead_id < :hi",
+        {"lo": start, "hi": end},
+    )
+    if rows and n:
+        arr = np.array(rows, dtype=np.float64).reshape(-1, 3)
+        lid = arr[:, 0].astype(np.int64)
+        want = np.asarray(ids, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(want, lid), n - 1)
+        inside = want[pos] == lid
+        p = pos[inside]
+        found[p], fit[p], version[p] = True, arr[inside, 1], arr[inside, 2].astype(np.int64)
+    return found, fit, version
 
 
 def _newer(session: Session, start: int, end: int, since: datetime | None) -> list[int]:
@@ -2388,6 +2420,7 @@ def rescore_all(
         snapshot if now <= snapshot else None,
         None if rebuild else _carry_versions(db, active.model),
         now,
+        pinned is not None,
     )
 
     def read_ahead(lo: int, here: bool = False) -> tuple[Future[_Fitted], int | None]:
