@@ -1679,16 +1679,32 @@ def _write(
         session,
         "UPDATE lead_scores SET engagement = ?2, total = ?3, armed = ?4, computed_at = ?5, "
         "explanation = NULL WHERE lead_id = ?1",
-        [(ids[i], eng[i], total[i], armed_text[i], stamp) for i in np.flatnonzero(narrowest).tolist()],
+        list(
+            itertools.compress(
+                zip(ids, eng, total, armed_text, itertools.repeat(stamp, n), strict=False),
+                narrowest.tolist(),
+            )
+        ),
     )
     _executemany(
         session,
         "UPDATE lead_scores SET model_version = ?2, engagement = ?3, total = ?4, grade = ?5, armed = ?6, "
         "computed_at = ?7, explanation = NULL WHERE lead_id = ?1",
-        [
-            (ids[i], active.version, eng[i], total[i], grade[i], armed_text[i], stamp)
-            for i in np.flatnonzero(narrow & ~narrowest).tolist()
-        ],
+        list(
+            itertools.compress(
+                zip(
+                    ids,
+                    itertools.repeat(active.version, n),
+                    eng,
+                    total,
+                    grade,
+                    armed_text,
+                    itertools.repeat(stamp, n),
+                    strict=False,
+                ),
+                (narrow & ~narrowest).tolist(),
+            )
+        ),
     )
     _insert_history(session, history)
     result.leads += n
@@ -1917,23 +1933,24 @@ def _read_states(
     )
     if not n:
         return out
+    # (the ruleset compared in SQL: a small int per row instead of a string)
     rows = _raw_rows(
         session,
-        "SELECT lead_id, ruleset, ref, max_at, events, last_event_id, state "
-        f"FROM lead_engagement WHERE {where}",
-        params,
+        "SELECT lead_id, CASE WHEN ruleset = :lf_key THEN 1 ELSE 0 END, ref, max_at, events, "
+        f"last_event_id, state FROM lead_engagement WHERE {where}",
+        {**params, "lf_key": key},
     )
     if not rows:
         return out
-    lid, rulesets, refs, maxes, events, lasts, blobs = zip(*rows, strict=True)
+    lid, same_key, refs, maxes, events, lasts, blobs = zip(*rows, strict=True)
     size = _state_size(n_rules)
     id_arr = np.fromiter(lid, dtype=np.int64, count=len(rows))
     joined = b"".join(blobs)
-    if rulesets.count(key) == len(rows) and len(joined) == size * len(rows):  # the usual case
+    if same_key.count(1) == len(rows) and len(joined) == size * len(rows):  # the usual case
         ok = np.ones(len(rows), dtype=np.bool_)
     else:
         ok = np.fromiter(
-            (r == key and len(b) == size for r, b in zip(rulesets, blobs, strict=True)),
+            (k == 1 and len(b) == size for k, b in zip(same_key, blobs, strict=True)),
             dtype=np.bool_,
             count=len(rows),
         )
