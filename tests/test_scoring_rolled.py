@@ -217,6 +217,34 @@ def test_events_stored_without_incremental_scoring_are_caught_up(db: Database, a
     check(db, ids)
 
 
+@pytest.mark.usefixtures("db")
+def test_an_ingest_counts_the_events_its_leads_state_missed(db: Database) -> None:
+    """The incremental path reads a batch's new events by their id range (SQLite); a lead whose
+    state missed an earlier event (stored while nothing rescored) is rebuilt from all of them,
+    and a commit of two batches reads both ranges."""
+
+    svc.register(db)
+    ids = [new_lead(db, n) for n in range(3)]
+    ingest(db, [{"lead_id": ids[0], "type": "webinar", "occurred_at": NOW - timedelta(days=2)}])
+    svc.unregister(db)
+    ingest(db, [{"lead_id": ids[0], "type": "demo_request", "occurred_at": NOW - timedelta(days=1)}])
+    svc.register(db)
+    try:
+        ingest(db, pricing_events(ids, (("page_view", 0.5),)))
+        with db.transaction() as s:
+            st = s.get(LeadEngagement, ids[0])
+            assert st is not None and st.events == 3  # the missed demo request is in
+        check(db, ids)
+        with db.transaction() as s:  # two batches, one commit
+            for lid in ids[:2]:
+                assert not activities.ingest(s, SYSTEM, pricing_events([lid], (("email_click", 0.1),))).errors
+        check(db, ids)
+        with db.transaction() as s:
+            assert [s.get(LeadEngagement, lid).events for lid in ids] == [4, 2, 1]  # type: ignore[union-attr]
+    finally:
+        svc.unregister(db)
+
+
 def test_a_merge_moves_the_losers_engagement(scoring: Database, admin: Actor) -> None:
     winner = new_lead(scoring, 1)
     loser = new_lead(scoring, 2)

@@ -42,10 +42,13 @@ _TYPE_ERROR = f"must be one of {', '.join(t.value for t in ActivityType)}"
 _Row = tuple[int, str, datetime, Any, str | None, Any, int | None]
 
 
-def _insert_ignoring_duplicates(session: Session, rows: list[_Row], now: datetime) -> int | None:
+def _insert_ignoring_duplicates(
+    session: Session, rows: list[_Row], now: datetime
+) -> tuple[int | None, int | None]:
     """Insert the rows (an external id stored meanwhile is skipped); returns an id at or below
-    every id given to them (None: unknown). SQLite: the lowest one (the rows' ids are contiguous:
-    one writer, rowids max + 1); PostgreSQL: the sequence's value before the insert.
+    every id given to them (None: unknown) and, when known, the highest. SQLite: exactly their
+    range (the rows' ids are contiguous: one writer, rowids max + 1); PostgreSQL: the sequence's
+    value before the insert, and no highest (concurrent inserts interleave).
     On the Core connection: an executemany without the ORM's per-row bulk-insert bookkeeping."""
 
     conn = session.connection()
@@ -75,9 +78,9 @@ def _insert_ignoring_duplicates(session: Session, rows: list[_Row], now: datetim
             values,
         ).rowcount
         if stored <= 0:
-            return None
+            return None, None
         top = conn.exec_driver_sql("SELECT max(id) FROM activities").scalar()
-        return int(top) - stored + 1 if top is not None else None
+        return (int(top) - stored + 1, int(top)) if top is not None else (None, None)
     dicts = [dict(zip(_COLUMNS, (*row, now), strict=True)) for row in rows]
     if dialect == "postgresql":
         # The sequence only grows: every id handed out after this read (ours) is above the last
@@ -86,9 +89,9 @@ def _insert_ignoring_duplicates(session: Session, rows: list[_Row], now: datetim
             text("SELECT pg_sequence_last_value(pg_get_serial_sequence('activities', 'id'))")
         ).scalar()
         conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=["external_id"]), dicts)
-        return int(last or 0)
+        return int(last or 0), None
     conn.execute(insert(table), dicts)  # pragma: no cover - only the two supported backends
-    return None
+    return None, None
 
 
 def _move_last_activity(session: Session, latest: Mapping[int, datetime]) -> None:
@@ -244,16 +247,19 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
         prev = latest.get(lid)
         if prev is None or occurred > prev:
             latest[lid] = occurred
-    first_id = None
+    first_id = last_id = None
     if rows_out:
-        first_id = _insert_ignoring_duplicates(session, rows_out, now)
+        first_id, last_id = _insert_ignoring_duplicates(session, rows_out, now)
         _move_last_activity(session, latest)
     result.accepted = len(rows_out)
     result.lead_ids = sorted(latest)
     if rows_out:
         # first_id: every event of this batch has an id at or above it (subscribers may look at
-        # the new events only); absent when unknown.
-        extra = {} if first_id is None else {"first_id": first_id}
+        # the new events only); absent when unknown. last_id (SQLite): the batch's events are
+        # exactly the ids first_id..last_id (and no other event has one of them).
+        extra: dict[str, int] = {} if first_id is None else {"first_id": first_id}
+        if first_id is not None and last_id is not None:
+            extra["last_id"] = last_id
         emit(session, "activities.ingested", lead_ids=result.lead_ids, count=len(rows_out), **extra)
     return result
 

@@ -624,8 +624,42 @@ def _matched_events(
     return arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2]
 
 
+# Per commit, at most this many id ranges of new events are read by range (more: by lead).
+MAX_EVENT_RANGES = 8
+
+
+def _range_events(
+    session: Session, model: core.ScoringModel, ranges: Sequence[tuple[int, int]]
+) -> tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]]]:
+    """The events with ids in ``ranges`` (inclusive), read by id (SQLite: a rowid range scan of
+    pages just written, instead of one index probe per lead), each matched to the engagement
+    rules in the same statement: (lead, id, time) per event and (lead, id, time, rule) per
+    (event, rule it matches)."""
+
+    dialect = session.get_bind().dialect.name
+    where = " OR ".join(f"act.id BETWEEN {int(a)} AND {int(b)}" for a, b in ranges)
+    epoch = _epoch_sql(dialect)
+    params: dict[str, Any] = {}
+    if model.engagement.rules:
+        values, match = _rules_sql(model, dialect, params)
+        sql = (
+            f"WITH r(idx, type) AS (VALUES {values}) "
+            f"SELECT act.lead_id, act.id, {epoch}, COALESCE(r.idx, -1) FROM activities act "
+            f"LEFT JOIN r ON r.type = act.type AND {match} WHERE {where}"
+        )
+    else:
+        sql = f"SELECT act.lead_id, act.id, {epoch}, -1 FROM activities act WHERE {where}"
+    rows = _raw_rows(session, sql, params)
+    arr = np.array(rows, dtype=np.float64).reshape(-1, 4) if rows else np.zeros((0, 4))
+    _, first = np.unique(arr[:, 1], return_index=True)  # an event matching two rules has two rows
+    return arr[first, :3], arr[arr[:, 3] >= 0]
+
+
 def refresh_arrays(
-    session: Session, model: core.ScoringModel, ids: Sequence[int]
+    session: Session,
+    model: core.ScoringModel,
+    ids: Sequence[int],
+    new_events: Sequence[tuple[int, int]] | None = None,
 ) -> tuple[
     np.ndarray[Any, np.dtype[np.float64]],
     np.ndarray[Any, np.dtype[np.float64]],
@@ -639,7 +673,10 @@ def refresh_arrays(
     batch at once (:func:`leadflow.core.scoring.fold_batch`); a lead whose events do not add up
     (none stored yet, another ruleset, events moved by a merge or committed out of id order, an
     event for a closed cap period) is rebuilt from all its events. Returns, aligned with ``ids``:
-    state, ref, max_at, events, last event id, and whether the lead has a state at all."""
+    state, ref, max_at, events, last event id, and whether the lead has a state at all.
+    ``new_events``: id ranges (inclusive) that hold the events the caller's commit stored
+    (SQLite's ingest knows them exactly): those are read by id range. Correct whatever they
+    hold: a lead whose state plus the events read does not add up to its events is rebuilt."""
 
     key = core.engagement_key(model)
     k = len(model.engagement.rules)
@@ -695,20 +732,30 @@ def refresh_arrays(
         c = np.array(counts, dtype=np.int64).reshape(-1, 3)
         c_pos = np.searchsorted(want, c[:, 0])
         n_all[c_pos], all_last[c_pos] = c[:, 1], c[:, 2]
-    fresh = _raw_rows(
-        session,
-        f"SELECT act.lead_id, act.id, {_epoch_sql(dialect, 'act.occurred_at')} FROM activities act "
-        f"LEFT JOIN lead_engagement g ON g.lead_id = act.lead_id "
-        f"WHERE act.lead_id IN ({id_list}) AND act.id > COALESCE(g.last_event_id, 0)",
-        {},
-    )
-    ev = np.array(fresh, dtype=np.float64).reshape(-1, 3) if fresh else np.zeros((0, 3))
+    pre: np.ndarray[Any, np.dtype[np.float64]] | None = None  # (lead, id, time, rule) matched ahead
+    if new_events:
+        ev, pre = _range_events(session, model, new_events)
+        inside = want[np.minimum(np.searchsorted(want, ev[:, 0].astype(np.int64)), n - 1)] == ev[:, 0]
+        ev = ev[inside]
+    else:
+        fresh = _raw_rows(
+            session,
+            f"SELECT act.lead_id, act.id, {_epoch_sql(dialect, 'act.occurred_at')} FROM activities act "
+            f"LEFT JOIN lead_engagement g ON g.lead_id = act.lead_id "
+            f"WHERE act.lead_id IN ({id_list}) AND act.id > COALESCE(g.last_event_id, 0)",
+            {},
+        )
+        ev = np.array(fresh, dtype=np.float64).reshape(-1, 3) if fresh else np.zeros((0, 3))
     ev_pos = np.searchsorted(want, ev[:, 0].astype(np.int64))
     # A lead without a usable state folds nothing: all its new events are counted from 0.
     is_new = ev[:, 1].astype(np.int64) > last[ev_pos]
     ev, ev_pos = ev[is_new], ev_pos[is_new]
     n_new = np.bincount(ev_pos, minlength=n)
-    fold = usable & (events + n_new == n_all)
+    top_new = np.zeros(n, dtype=np.int64)
+    np.maximum.at(top_new, ev_pos, ev[:, 1].astype(np.int64))
+    # The state and the new events must hold every event: as many, and the highest among them
+    # (an event outside the ranges read, or moved in by a merge, makes the lead rebuild).
+    fold = usable & (events + n_new == n_all) & (all_last == np.maximum(last, top_new))
     rebuild = ~fold & ((n_all > 0) | stored)
     changed = (fold & (n_new > 0)) | rebuild
     if rebuild.any():  # every event of the leads to rebuild (few: a state out of step)
@@ -731,7 +778,19 @@ def refresh_arrays(
         """Fold the events in ``ev_mask`` into the leads of ``lead_mask``; returns the leads with a
         late event (left as they were)."""
 
-        m_lead, m_rule, m_t = _matched_events(session, model, ev_id[ev_mask].tolist())
+        needed = ev_id[ev_mask]
+        if pre is not None and new_events:
+            # The ranges' events were matched when read; the others (a rebuild's) are matched now.
+            ahead = pre[np.isin(pre[:, 1].astype(np.int64), needed)]
+            read = np.zeros(len(needed), dtype=np.bool_)
+            for a, b in new_events:
+                read |= (needed >= a) & (needed <= b)
+            q_lead, q_rule, q_t = _matched_events(session, model, needed[~read].tolist())
+            m_lead = np.concatenate([ahead[:, 0].astype(np.int64), q_lead])
+            m_rule = np.concatenate([ahead[:, 3].astype(np.int64), q_rule])
+            m_t = np.concatenate([ahead[:, 2], q_t])
+        else:
+            m_lead, m_rule, m_t = _matched_events(session, model, needed.tolist())
         pos = np.searchsorted(want, m_lead)
         sub = np.flatnonzero(lead_mask)
         local = np.full(n, -1, dtype=np.int64)
@@ -1740,9 +1799,15 @@ def score_one(
 
 
 def rescore_leads(
-    session: Session, lead_ids: Iterable[int], *, as_of: datetime | None = None, fire: bool = True
+    session: Session,
+    lead_ids: Iterable[int],
+    *,
+    as_of: datetime | None = None,
+    fire: bool = True,
+    new_events: Sequence[tuple[int, int]] | None = None,
 ) -> RescoreResult:
-    """Rescore the given leads now (the incremental path), inside the caller's transaction."""
+    """Rescore the given leads now (the incremental path), inside the caller's transaction.
+    ``new_events``: id ranges holding the events just stored for them (see :func:`refresh_arrays`)."""
 
     ids = sorted({int(i) for i in lead_ids})
     active = active_model(session)
@@ -1750,7 +1815,8 @@ def rescore_leads(
     if not ids:
         return result
     for start in range(0, len(ids), INCREMENTAL_BATCH):
-        _rescore_some(session, active, ids[start : start + INCREMENTAL_BATCH], as_of, result, fire)
+        part = ids[start : start + INCREMENTAL_BATCH]
+        _rescore_some(session, active, part, as_of, result, fire, new_events)
     return result
 
 
@@ -1761,6 +1827,7 @@ def _rescore_some(
     as_of: datetime | None,
     result: RescoreResult,
     fire: bool,
+    new_events: Sequence[tuple[int, int]] | None = None,
 ) -> None:
     """The bulk computation restricted to a few leads (the same SQL and NumPy as a full rescore;
     :func:`score_one` and the explanation compute the same scores in Python)."""
@@ -1777,7 +1844,7 @@ def _rescore_some(
     if not scored:
         return
     fit = core.fit_points_matrix(active.model, cols, len(scored))
-    state, ref, max_at, *_ = refresh_arrays(session, active.model, scored)
+    state, ref, max_at, *_ = refresh_arrays(session, active.model, scored, new_events)
     eng = _engagement_from_arrays(session, active.model, scored, state, ref, max_at, now)
     arrays = core.scale_scores(active.model, fit, eng)
     # No explanation stored: :func:`explain` computes the full one on request.
@@ -1793,6 +1860,7 @@ def _rescore_some(
 _databases: dict[int, Database] = {}  # id(engine) -> the registered Database using it
 _EVENTS = frozenset({"activities.ingested", "lead.created", "lead.merged", "leads.imported"})
 _TOUCHED = "scoring_touched"  # session.info key: the lead ids of the commit being dispatched
+_RANGES = "scoring_ranges"  # ... and the id ranges of its ingested events (None: some unknown)
 
 
 def _touched_by(ev: DomainEvent) -> list[int]:
@@ -1814,6 +1882,12 @@ def _collect_touched(session: Session) -> None:
     ids = {i for ev in pending if ev.name in _EVENTS for i in _touched_by(ev)}
     if ids:
         session.info.setdefault(_TOUCHED, set()).update(ids)
+        ranges: list[tuple[int, int]] | None = session.info.setdefault(_RANGES, [])
+        for ev in pending:
+            if ev.name == "activities.ingested" and ranges is not None:
+                first, last = ev.payload.get("first_id"), ev.payload.get("last_id")
+                ranges = None if first is None or last is None else [*ranges, (int(first), int(last))]
+        session.info[_RANGES] = ranges if ranges is not None and len(ranges) <= MAX_EVENT_RANGES else None
 
 
 @event.listens_for(Session, "after_commit")
@@ -1827,6 +1901,7 @@ def _rescore_touched(session: Session) -> None:
         # leadflow.events dispatches then): wait for the outermost commit.
         return
     ids: set[int] = session.info.pop(_TOUCHED, set())
+    ranges: list[tuple[int, int]] | None = session.info.pop(_RANGES, None)
     if not ids:
         return
     db = _databases.get(id(engine_of(session)))
@@ -1835,7 +1910,7 @@ def _rescore_touched(session: Session) -> None:
     for attempt in range(1, RESCORE_ATTEMPTS + 1):
         try:
             with db.transaction() as s:
-                rescore_leads(s, ids)
+                rescore_leads(s, ids, new_events=ranges)
             return
         except DBAPIError as exc:  # a lock timeout or a deadlock with another writer: again
             if attempt == RESCORE_ATTEMPTS:
@@ -1852,6 +1927,7 @@ def _rescore_touched(session: Session) -> None:
 def _forget_touched(session: Session) -> None:
     if session.get_nested_transaction() is None:
         session.info.pop(_TOUCHED, None)
+        session.info.pop(_RANGES, None)
 
 
 def register(db: Database) -> None:
