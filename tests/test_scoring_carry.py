@@ -99,6 +99,40 @@ def test_unchanged_leads_carry_their_fit_and_changed_ones_are_fitted_again(scori
     assert again.fit_carried == 4 and again.changed == 0
 
 
+def test_incremental_scoring_carries_unchanged_fits_and_fits_edited_leads_again(scoring: Database) -> None:
+    db = scoring
+    with db.transaction() as s:
+        acme = accounts.create_account(s, SYSTEM, {"name": "Acme", "industry": "Software"}).id
+    ids = [new_lead(db, "VP Sales", acme), new_lead(db, "VP IT"), new_lead(db, "Intern", acme)]
+    svc.rescore_all(db, SYSTEM, fire=False)  # no marks left
+    retitle(db, ids[0], "Intern")
+    with db.transaction() as s:
+        account = accounts.get_account(s, SYSTEM, acme)
+        accounts.update_account(s, SYSTEM, acme, {"industry": "Retail"}, expected_version=account.version)
+    stale = fits(db, ids)
+    with db.transaction() as s:  # as an ingest's commit does
+        res = svc.rescore_leads(s, ids, fire=False)
+    assert res.fit_carried == 1  # ids[1]: nothing of its fit changed
+    assert fits(db, ids) == from_scratch(db, ids) != stale
+    with db.transaction() as s:  # still marked (the nightly rescore takes the marks): fitted again
+        assert svc.rescore_leads(s, ids, fire=False).fit_carried == 1
+    svc.rescore_all(db, SYSTEM, fire=False)
+    with db.transaction() as s:
+        assert svc.rescore_leads(s, ids, fire=False).fit_carried == 3
+    assert fits(db, ids) == from_scratch(db, ids)
+
+
+def test_incremental_scoring_skips_a_merged_away_lead_whose_mark_is_gone(scoring: Database) -> None:
+    db = scoring
+    winner, loser = new_lead(db, "VP Sales"), new_lead(db, "VP IT")
+    with db.transaction() as s:
+        leads.merge_leads(s, SYSTEM, winner, loser)
+    svc.rescore_all(db, SYSTEM, fire=False)  # takes the loser's mark; its old score row stays
+    with db.transaction() as s:
+        res = svc.rescore_leads(s, [winner, loser], fire=False)
+    assert (res.leads, res.fit_carried) == (1, 1)
+
+
 def test_new_fit_rules_fit_every_lead_and_other_changes_carry(scoring: Database) -> None:
     db = scoring
     ids = [new_lead(db, t) for t in ["VP Sales", "Intern", "VP IT"]]

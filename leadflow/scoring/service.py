@@ -1832,23 +1832,60 @@ def _rescore_some(
     """The bulk computation restricted to a few leads (the same SQL and NumPy as a full rescore;
     :func:`score_one` and the explanation compute the same scores in Python)."""
 
-    id_list = _id_list(ids)
     _lock_leads(session, ids)
     # The time is taken once the lock is held: of two writers of a lead, the later one also
     # computes for the later time (a full rescore keeps the scores computed after its start).
     now = as_of or utcnow()
-    scored, cols = _attribute_columns(session, active.model, f"l.id IN ({id_list})", {})
-    gone = sorted(set(ids) - set(scored))  # merged away (their events moved to the winner)
+    model = active.model
+    want = np.asarray(ids, dtype=np.int64)
+    prev = _previous(session, ids, [t.id for t in model.thresholds])
+    # Fit carried, as in the full rescore: a lead scored under the active version whose fit
+    # inputs did not change since (no fit_dirty mark) keeps its stored fit score, and its
+    # attributes are not read. A merged-away lead is no longer scored (its mark may be gone).
+    kept = prev.found & (prev.version == active.version)
+    if kept.any():
+        kept_list = _id_list(want[kept].tolist())
+        marked = [
+            r[0]
+            for r in _raw_rows(session, f"SELECT lead_id FROM fit_dirty WHERE lead_id IN ({kept_list})", {})
+        ]
+        merged = [r[0] for r in _raw_rows(session, _merged_sql(session, kept_list), {})]
+        if marked or merged:
+            kept &= ~np.isin(want, np.asarray(marked + merged, dtype=np.int64))
+    need = want[~kept].tolist()
+    got, cols = (
+        _attribute_columns(session, model, f"l.id IN ({_id_list(need)})", {})
+        if need
+        else ([], {name: np.empty(0, dtype=object) for name in core.fit_fields_needed(model)})
+    )
+    live = kept | np.isin(want, np.asarray(got, dtype=np.int64))
+    gone = want[~live].tolist()  # merged away (their events moved to the winner) or deleted
     if gone:
         session.execute(text(f"DELETE FROM lead_engagement WHERE lead_id IN ({_id_list(gone)})"))
-    if not scored:
+    if not live.any():
         return
-    fit = core.fit_points_matrix(active.model, cols, len(scored))
-    state, ref, max_at, *_ = refresh_arrays(session, active.model, scored, new_events)
-    eng = _engagement_from_arrays(session, active.model, scored, state, ref, max_at, now)
-    arrays = core.scale_scores(active.model, fit, eng)
+    scored: list[int] = want[live].tolist()
+    fit = np.zeros((len(scored), len(model.fit.rules)), dtype=np.float64)
+    if got:
+        fit[np.searchsorted(want[live], np.asarray(got, dtype=np.int64))] = core.fit_points_matrix(
+            model, cols, len(got)
+        )
+    prev = prev.take(live)
+    fit_scaled = np.where(kept[live], prev.fit, np.nan)
+    result.fit_carried += int(kept.sum())
+    state, ref, max_at, *_ = refresh_arrays(session, model, scored, new_events)
+    eng = _engagement_from_arrays(session, model, scored, state, ref, max_at, now)
+    arrays = core.scale_scores(model, fit, eng, fit_scaled)
     # No explanation stored: :func:`explain` computes the full one on request.
-    _write(session, active, scored, arrays, None, now, result, fire)
+    _write(session, active, scored, arrays, None, now, result, fire, prev=prev)
+
+
+def _merged_sql(session: Session, id_list: str) -> str:
+    """The merged-away leads among ``id_list``, from the partial index of merged leads (SQLite
+    would otherwise look every lead up in the table)."""
+
+    indexed = " INDEXED BY ix_leads_merged_into_id" if session.get_bind().dialect.name == "sqlite" else ""
+    return f"SELECT id FROM leads{indexed} WHERE merged_into_id IS NOT NULL AND id IN ({id_list})"
 
 
 # Leads touched by the events of one commit, rescored together right after it (a batch of 1,000
