@@ -51,7 +51,7 @@ async def _document(request: Request) -> Any:
         ) from None
 
 
-def _rescore_out(result: svc.RescoreResult) -> RescoreOut:
+def rescore_out(result: svc.RescoreResult) -> RescoreOut:
     return RescoreOut(
         model_version=result.model_version,
         leads=result.leads,
@@ -61,6 +61,7 @@ def _rescore_out(result: svc.RescoreResult) -> RescoreOut:
         seconds=round(result.seconds, 3),
         fit_carried=result.fit_carried,
         history_points=result.history,
+        written=result.written,
     )
 
 
@@ -75,7 +76,7 @@ def _activate_then_rescore(
             row = svc.activate_version(s, actor, version)
         out = ModelVersionOut.model_validate(row)
     result = svc.rescore_all(db, actor) if rescore and out.active else None
-    return ActivationOut(model=out, rescore=_rescore_out(result) if result else None)
+    return ActivationOut(model=out, rescore=rescore_out(result) if result else None)
 
 
 @router.get("/scoring/model", response_model=ModelOut, summary="The active scoring model")
@@ -165,7 +166,7 @@ def rescore_all(
     actor: Actor,
     fire: Annotated[bool, Query(description="Act on threshold crossings (false: only update scores)")] = True,
 ) -> RescoreOut:
-    return _rescore_out(svc.rescore_all(db, actor, fire=fire))
+    return rescore_out(svc.rescore_all(db, actor, fire=fire))
 
 
 @router.get(

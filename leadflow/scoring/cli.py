@@ -47,7 +47,8 @@ def _rescore(db: Database, actor: Principal, fire: bool = True, rebuild: bool = 
     actions = ", ".join(f"{k} {v:,}" for k, v in sorted(result.actions.items())) or "none"
     console.print(
         f"model v{result.model_version}: {result.leads:,} leads in {result.seconds:.1f}s, "
-        f"{result.changed:,} changed, {result.crossings:,} threshold crossings (actions: {actions}); "
+        f"{result.changed:,} changed ({result.written:,} written), "
+        f"{result.crossings:,} threshold crossings (actions: {actions}); "
         + (
             "engagement state built from the events"
             if result.rebuilt

@@ -11,22 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leadflow.auth.deps import DB, Actor
 from leadflow.scoring import predictive as svc
-from leadflow.scoring import service as scoring
 from leadflow.scoring import suggest
+from leadflow.scoring.api import rescore_out
 from leadflow.scoring.schemas import RescoreOut
 
 router = APIRouter(prefix="/api", tags=["predictive scoring"])
-
-
-def _rescore_out(r: scoring.RescoreResult) -> RescoreOut:
-    return RescoreOut(
-        model_version=r.model_version,
-        leads=r.leads,
-        changed=r.changed,
-        crossings=r.crossings,
-        actions=r.actions,
-        seconds=round(r.seconds, 3),
-    )
 
 
 class TrainIn(BaseModel):
@@ -196,7 +185,7 @@ def apply(db: DB, actor: Actor, body: ApplyRequest | None = None) -> ApplyOut:
         holdout_auc_now=round(applied.suggestions.holdout_auc_now, 4),
         holdout_auc_suggested=round(applied.suggestions.holdout_auc_suggested, 4),
         suggestions=applied.suggestions.to_dict(),
-        rescore=_rescore_out(applied.rescore) if applied.rescore else None,
+        rescore=rescore_out(applied.rescore) if applied.rescore else None,
     )
 
 

@@ -34,6 +34,9 @@ class RescoreOut(BaseModel):
     # not change) instead of computed from their attributes.
     fit_carried: int = 0
     history_points: int = 0
+    # Scores written: a full rescore under the same model leaves a score whose move does not
+    # show (a fraction of a point of decay) as stored.
+    written: int = 0
 
 
 class ActivationOut(BaseModel):
