@@ -375,7 +375,8 @@ def main() -> None:
             f"{cpu:.2f}s CPU (+ {side:.2f}s in the second process) = {res.leads / took:,.0f} leads/s; "
             "engagement "
             f"{'rebuilt from the events' if res.rebuilt else 'from the kept state'}; {res.changed:,} scores "
-            f"moved ({getattr(res, 'written', res.changed):,} written), {res.history:,} history points, {res.crossings:,} crossings; "
+            f"moved ({getattr(res, 'written', res.changed):,} written), {res.history:,} history points, "
+            f"{res.crossings:,} crossings; "
             f"peak RSS {rss_mib():,.0f} MiB; load {load()}"
         )
         print("  phases: " + ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items()))
