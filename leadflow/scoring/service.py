@@ -1695,9 +1695,7 @@ def _write(
         | (np.abs(prev.total - arrays.total) >= HISTORY_EPSILON)
     )
     points = _history_points(prev, arrays, active.version, new_armed, moved) if drift_history else moved
-    history = [
-        (ids[i], stamp, fit[i], eng[i], total[i], active.version) for i in np.flatnonzero(points).tolist()
-    ]
+    point_at = np.flatnonzero(points).tolist()
     # A score that is exactly what is stored (same model version, values, grade and armed state)
     # is not written again: a rescore that changes nothing writes nothing.
     kept_version = prev.found & (prev.version == active.version)
@@ -1786,11 +1784,23 @@ def _write(
             )
         ),
     )
-    _insert_history(session, history)
+    if dialect == "sqlite" and point_at and not (points & ~write).any():
+        # Each point's values are those just written to its lead's score row (a point needs a
+        # move, and a move is written): copied in SQL instead of binding six values per row
+        # again (~15% of the insert's time; a model change writes a million points).
+        session.connection().exec_driver_sql(
+            "INSERT INTO score_history (lead_id, at, fit, engagement, total, model_version) "
+            "SELECT lead_id, computed_at, fit, engagement, total, model_version FROM lead_scores "
+            f"WHERE lead_id IN ({_id_list([ids[i] for i in point_at])})"
+        )
+    else:
+        _insert_history(
+            session, [(ids[i], stamp, fit[i], eng[i], total[i], active.version) for i in point_at]
+        )
     result.leads += n
     result.changed += int(moved.sum())
     result.written += int(write.sum())
-    result.history += len(history)
+    result.history += len(point_at)
     crossings = [
         (
             ids[int(i)],
