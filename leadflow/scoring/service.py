@@ -1619,30 +1619,25 @@ def _shown(x: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.dtype
     return shown
 
 
-def _history_points(
-    prev: _Previous,
-    arrays: core.ScoreArrays,
-    version: int,
-    new_armed: np.ndarray[Any, np.dtype[np.bool_]],
-    moved: np.ndarray[Any, np.dtype[np.bool_]],
+def _changes_as_shown(
+    prev: _Previous, arrays: core.ScoreArrays, new_armed: np.ndarray[Any, np.dtype[np.bool_]]
 ) -> np.ndarray[Any, np.dtype[np.bool_]]:
-    """Which of the ``moved`` leads get a history point in a full rescore: under the model version
-    that computed the stored score, only those whose score changes as shown (another whole number
-    of total or engagement, fit moved: fit does not decay, another grade, a threshold fired or
-    re-armed). The nightly decay refresh otherwise writes a point per lead per day (365 million
-    rows a year at a million leads), most a fraction of a point from the one before. A new model
-    version records every moved lead (docs/scoring.md, "Explanations and history")."""
+    """Which leads' scores change as shown: another whole number of total or engagement, fit
+    moved (fit does not decay), another grade, a threshold fired or re-armed. Under the model
+    version that computed the stored score, a full rescore writes a history point (of the leads
+    that moved) and the score row only for these: the nightly decay refresh otherwise wrote a
+    point per lead per day (365 million rows a year at a million leads), most a fraction of a
+    point from the one before. A new model version records every moved lead (docs/scoring.md,
+    "Explanations and history")."""
 
-    same_version = prev.found & (prev.version == version)
-    shown = (
+    shown: np.ndarray[Any, np.dtype[np.bool_]] = (
         (np.abs(prev.fit - arrays.fit) >= HISTORY_EPSILON)
         | (_shown(prev.total) != _shown(arrays.total))
         | (_shown(prev.engagement) != _shown(arrays.engagement))
         | (prev.grade != arrays.grade)
         | (prev.armed != new_armed).any(axis=1)
     )
-    result: np.ndarray[Any, np.dtype[np.bool_]] = moved & (~same_version | shown)
-    return result
+    return shown
 
 
 def _write(
@@ -1662,7 +1657,7 @@ def _write(
     """Store scores, history and armed state for ``ids`` and act on threshold crossings.
     ``span``: the id range holding ``ids`` (read the stored scores by range). ``drift_history``
     (the full rescore): under the same model version, a history point only when the score as
-    shown moves (:func:`_history_points`). ``prev``: the stored scores of ``ids`` when the caller
+    shown moves (:func:`_changes_as_shown`). ``prev``: the stored scores of ``ids`` when the caller
     knows them still current (the full rescore's read-ahead)."""
 
     model = active.model
@@ -1694,11 +1689,12 @@ def _write(
         | (np.abs(prev.engagement - arrays.engagement) >= HISTORY_EPSILON)
         | (np.abs(prev.total - arrays.total) >= HISTORY_EPSILON)
     )
-    points = _history_points(prev, arrays, active.version, new_armed, moved) if drift_history else moved
+    kept_version = prev.found & (prev.version == active.version)
+    shown = _changes_as_shown(prev, arrays, new_armed) if drift_history else None
+    points = moved if shown is None else moved & (~kept_version | shown)
     point_at = np.flatnonzero(points).tolist()
     # A score that is exactly what is stored (same model version, values, grade and armed state)
     # is not written again: a rescore that changes nothing writes nothing.
-    kept_version = prev.found & (prev.version == active.version)
     same = (
         kept_version
         & (prev.fit == arrays.fit)
@@ -1709,24 +1705,15 @@ def _write(
         & (prev.armed == new_armed).all(axis=1)
     )
     write = ~same if explanations is None else np.ones(n, dtype=np.bool_)
-    if drift_history:
+    if shown is not None:
         # The full rescore under the model version that computed the stored score (the nightly
-        # decay refresh): a score is written when it changes as shown (the same test as for a
-        # history point, plus the armed state), not for a fraction of a point of decay. What is
-        # stored then shows what a recomputation shows, and thresholds act on the computed
-        # values; the stored fraction lags by less than half a point until the shown number
-        # moves (docs/scoring.md, "Explanations and history"). At a million leads, two thirds
-        # of a night's moves are such fractions.
-        visible = (
-            ~kept_version
-            | ~prev.armed_exact
-            | (prev.armed != new_armed).any(axis=1)
-            | (prev.grade != arrays.grade)
-            | (np.abs(prev.fit - arrays.fit) >= HISTORY_EPSILON)
-            | (_shown(prev.total) != _shown(arrays.total))
-            | (_shown(prev.engagement) != _shown(arrays.engagement))
-        )
-        write &= visible
+        # decay refresh): a score is written when it changes as shown (the test for a history
+        # point), not for a fraction of a point of decay. What is stored then shows what a
+        # recomputation shows, and thresholds act on the computed values; the stored fraction
+        # lags by less than half a point until the shown number moves (docs/scoring.md,
+        # "Stored scores in a full rescore"). At a million leads, two thirds of a night's
+        # moves are such fractions.
+        write &= ~kept_version | ~prev.armed_exact | shown
     # SQLite: a stored score whose fit stays (the nightly decay refresh, a model change that
     # keeps the fit rules, most incremental updates) gets an UPDATE of the columns that can move
     # instead of an upsert of every column (a third less CPU per row: one lookup instead of an
