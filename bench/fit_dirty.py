@@ -11,9 +11,9 @@ dropped, inside a transaction that is rolled back (the database is left as it wa
 * the importer's UPDATE (every column of leadflow.imports.writer.LEAD_UPDATE, executemany in
   batches of 5,000) with the job title changed: a fit input, every lead gets marked;
 * the same with only the first name changed: the trigger's WHEN is evaluated, nothing is marked;
-* the event ingest's last_activity_at update (leadflow.leads.activities._move_last_activity's
-  statement): the column is not in the trigger's UPDATE OF list, so the trigger is not even
-  considered.
+* a stage move (stage, stage_changed_at and version, as a lead transition writes them): no column
+  of the trigger's UPDATE OF list, so the trigger is not even considered. (Until 2026-12-05 this
+  case was the event ingest's ``last_activity_at`` update, which the ingest no longer makes.)
 
 Rounds alternate which goes first, and the minimum and median per lead are printed (the machine is
 shared; see the load). SQLite runs in this process: CPU time is this process's. PostgreSQL's work
@@ -77,19 +77,18 @@ def main() -> None:
 
         return go
 
-    def last_activity() -> None:
-        # The statements of leadflow.leads.activities._move_last_activity.
+    def stage_move() -> None:
+        # A lead transition's columns (leadflow.leads.service.transition_many).
         if pg:
             conn.execute(
-                "UPDATE leads SET last_activity_at = v.at FROM unnest(%s::integer[], %s::timestamptz[]) "
-                "AS v(id, at) WHERE leads.id = v.id AND (leads.last_activity_at IS NULL "
-                "OR leads.last_activity_at < v.at)",
+                "UPDATE leads SET stage = 'nurture', stage_changed_at = v.at, version = version + 1 "
+                "FROM unnest(%s::integer[], %s::timestamptz[]) AS v(id, at) WHERE leads.id = v.id",
                 (ids, [now] * len(ids)),
             )
         else:
             conn.executemany(
-                "UPDATE leads SET last_activity_at = ?2 WHERE id = ?1 "
-                "AND (last_activity_at IS NULL OR last_activity_at < ?2)",
+                "UPDATE leads SET stage = 'nurture', stage_changed_at = ?2, version = version + 1 "
+                "WHERE id = ?1",
                 [(i, stamp) for i in ids],
             )
 
@@ -123,7 +122,7 @@ def main() -> None:
     cases: list[tuple[str, Callable[[], None]]] = [
         ("import UPDATE, job title changed", run_update(by_title)),
         ("import UPDATE, first name changed", run_update(by_name)),
-        ("ingest, last_activity_at", last_activity),
+        ("stage move", stage_move),
     ]
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"database: {db.dialect}, {len(ids):,} leads; {args.rounds} rounds; load before {load}")

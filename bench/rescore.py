@@ -197,12 +197,17 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def ingest_floor(db: Database, n_leads: int, n_events: int, batch: int, seed: int, now: datetime) -> None:
+def ingest_floor(
+    db: Database, n_leads: int, n_events: int, batch: int, seed: int, now: datetime, without: frozenset[str]
+) -> None:
     """SQLite's own floor for step 4: only the writes a batch of ingested events makes with
     incremental scoring, from tuples built in advance (no validation, no reads, no scoring
-    arithmetic, no Python between statements), in the product's two transactions: the events and
-    ``last_activity_at``, then per distinct lead its engagement state, score and history point.
-    Same connection settings as the product (background checkpoints included)."""
+    arithmetic, no Python between statements), in the product's two transactions: the events,
+    then per distinct lead its engagement state, score and history point. Same connection
+    settings as the product (background checkpoints included). ``without``: ``states`` leaves
+    out the engagement state upsert, to measure what a storage without that B-tree would cost (a
+    what-if: the product writes it). Until 2026-12-05 the first transaction also updated each
+    touched lead's ``last_activity_at`` (now derived from the events; docs/PERFORMANCE.md)."""
 
     from leadflow.db import checkpoint
 
@@ -228,36 +233,31 @@ def ingest_floor(db: Database, n_leads: int, n_events: int, batch: int, seed: in
         plans.append(
             (
                 events,
-                [(i, at) for i in distinct],
                 [(i, *state) for i in distinct],
                 [(i, 1, 30.0, 20.0, 40.0 + (i % 40), "B", None, armed, at) for i in distinct],
                 [(i, at, 30.0, 20.0, 40.0 + (i % 40), 1) for i in distinct],
             )
         )
     t, cpu = time.perf_counter(), time.process_time()
-    for events, last, states, scores, history in plans:
+    for events, states, scores, history in plans:
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
             "INSERT INTO activities (lead_id, type, occurred_at, properties, external_id, source, actor_id, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             events,
         )
-        conn.executemany(
-            "UPDATE leads SET last_activity_at = ?2 WHERE id = ?1 "
-            "AND (last_activity_at IS NULL OR last_activity_at < ?2)",
-            last,
-        )
         conn.execute("COMMIT")
         if ck is not None:
             ck.notify()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO lead_engagement (lead_id, ruleset, ref, events, last_event_id, max_at, state) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (lead_id) DO UPDATE SET ruleset = excluded.ruleset, "
-            "ref = excluded.ref, events = excluded.events, last_event_id = excluded.last_event_id, "
-            "max_at = excluded.max_at, state = excluded.state",
-            states,
-        )
+        if "states" not in without:
+            conn.executemany(
+                "INSERT INTO lead_engagement (lead_id, ruleset, ref, events, last_event_id, max_at, state) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (lead_id) DO UPDATE SET "
+                "ruleset = excluded.ruleset, ref = excluded.ref, events = excluded.events, "
+                "last_event_id = excluded.last_event_id, max_at = excluded.max_at, state = excluded.state",
+                states,
+            )
         conn.executemany(
             "INSERT INTO lead_scores (lead_id, model_version, fit, engagement, total, grade, explanation, "
             "armed, computed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (lead_id) DO UPDATE SET "
@@ -276,8 +276,10 @@ def ingest_floor(db: Database, n_leads: int, n_events: int, batch: int, seed: in
             ck.notify()
     took, cpu = time.perf_counter() - t, time.process_time() - cpu
     raw.close()
+    left_out = f", without {' and '.join(sorted(without))}" if without else ""
     print(
-        f"INGEST FLOOR (SQLite writes only): {n_events:,} events in {len(plans)} batches of {batch:,} "
+        f"INGEST FLOOR (SQLite writes only{left_out}): "
+        f"{n_events:,} events in {len(plans)} batches of {batch:,} "
         f"in {took:.2f}s wall, {cpu:.2f}s CPU (this process, checkpoint thread included) = "
         f"{n_events / took:,.0f} events/s ({n_events / cpu:,.0f} per CPU second); load {load()}"
     )
@@ -320,6 +322,14 @@ def main() -> None:
         "--ingest-floor",
         action="store_true",
         help="with --reuse, SQLite: instead of step 4, only the writes its batches make (the floor)",
+    )
+    ap.add_argument(
+        "--floor-without",
+        action="append",
+        choices=["states"],
+        default=[],
+        help="with --ingest-floor: leave out the engagement state upsert (a what-if figure for "
+        "another storage layout)",
     )
     ap.add_argument(
         "--reuse",
@@ -411,7 +421,7 @@ def main() -> None:
     if args.ingest_floor:
         if db.dialect != "sqlite" or not (args.reuse and existing):
             ap.error("--ingest-floor needs --reuse and a SQLite database generated by an earlier run")
-        ingest_floor(db, args.leads, args.ingest, args.batch, args.seed, now)
+        ingest_floor(db, args.leads, args.ingest, args.batch, args.seed, now, frozenset(args.floor_without))
         db.dispose()
         return
 

@@ -164,12 +164,6 @@ def test_other_changes_do_not_mark(db: Database) -> None:
 @pytest.mark.parametrize(
     ("sql", "fires"),
     [
-        # leadflow.leads.activities._move_last_activity, for every ingested batch
-        (
-            "UPDATE leads SET last_activity_at = ?2 WHERE id = ?1 "
-            "AND (last_activity_at IS NULL OR last_activity_at < ?2)",
-            False,
-        ),
         ("UPDATE leads SET stage = ?1, stage_changed_at = ?2, version = version + 1 WHERE id = ?1", False),
         ("UPDATE leads SET owner_id = ?1, updated_at = ?2, version = version + 1 WHERE id = ?1", False),
         ("UPDATE accounts SET name = ?2, owner_id = ?1 WHERE id = ?1", False),
@@ -378,6 +372,43 @@ def test_the_migration_marks_every_existing_lead_and_downgrades(scratch: Engine)
         # Nothing left behind that would fire on a write.
         conn.execute(text("UPDATE leads SET job_title = 'CEO'"))
         conn.execute(text("DELETE FROM leads"))
+
+
+def test_dropping_the_stored_last_activity_keeps_the_triggers_and_downgrades(scratch: Engine) -> None:
+    """leads.last_activity_at became derived (8a2c4e6f1b37): the column goes with a plain ALTER
+    TABLE that keeps the fit_dirty triggers; the downgrade stores it again from the events."""
+
+    _migrate(scratch, "3f1d9a6c2b84")
+    with scratch.begin() as conn:
+        _insert_leads(conn, 2)
+        first, second = sorted(int(i) for i in conn.execute(text("SELECT id FROM leads")).scalars())
+        sqlite = conn.dialect.name == "sqlite"
+        for day in (3, 9, 5):
+            at = datetime(2026, 11, day, 12, tzinfo=UTC)
+            conn.execute(
+                text(
+                    "INSERT INTO activities (lead_id, type, occurred_at, created_at) "
+                    "VALUES (:l, 'call', :t, :t)"
+                ),
+                {"l": first, "t": at.replace(tzinfo=None).isoformat(" ") if sqlite else at},
+            )
+    _migrate(scratch, "heads")
+    with scratch.begin() as conn:
+        assert "last_activity_at" not in {c["name"] for c in inspect(conn).get_columns("leads")}
+        assert _triggers(conn) == set(FIT_TRIGGERS)
+        conn.execute(text("DELETE FROM fit_dirty"))
+        conn.execute(text("UPDATE leads SET job_title = 'CTO' WHERE id = :id"), {"id": second})
+        assert list(conn.execute(text("SELECT lead_id FROM fit_dirty")).scalars()) == [second]
+    with Session(scratch) as s:
+        got = {lead.id: lead.last_activity_at for lead in s.query(Lead).order_by(Lead.id)}
+    assert got == {first: datetime(2026, 11, 9, 12, tzinfo=UTC), second: None}
+
+    _migrate(scratch, "3f1d9a6c2b84", down=True)
+    with scratch.begin() as conn:
+        stored = dict(conn.execute(text("SELECT id, last_activity_at FROM leads")).tuples().all())
+        assert stored[second] is None
+        assert str(stored[first]).startswith("2026-11-09 12:00:00")
+        assert _triggers(conn) == set(FIT_TRIGGERS)
 
 
 def test_create_all_builds_the_triggers_too(scratch: Engine) -> None:

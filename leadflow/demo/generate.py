@@ -173,10 +173,6 @@ class LeadPlan:
     def created_at(self) -> datetime:
         return self.steps[0].at
 
-    @property
-    def last_activity_at(self) -> datetime | None:
-        return max((a.at for a in self.activities), default=None)
-
 
 @dataclass
 class DemoData:

@@ -179,7 +179,6 @@ def _lead_row(lead: LeadPlan, user_ids: list[int], account_ids: list[int]) -> di
         "created_at": lead.created_at,
         "updated_at": max(last.at, lead.created_at),
         "stage_changed_at": last.at,
-        "last_activity_at": lead.last_activity_at,
         "version": len(lead.steps),
     }
     return row

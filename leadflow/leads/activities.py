@@ -94,34 +94,6 @@ def _insert_ignoring_duplicates(
     return None, None
 
 
-def _move_last_activity(session: Session, latest: Mapping[int, datetime]) -> None:
-    """Move each lead's last_activity_at forward to its latest new event: one set-based statement
-    for the whole batch (an executemany on SQLite, which beat an UPDATE ... FROM json_each by
-    half; two arrays on PostgreSQL), never one round-trip per lead."""
-
-    if not latest:
-        return
-    ids = sorted(latest)
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        session.execute(
-            text(
-                "UPDATE leads SET last_activity_at = v.at "
-                "FROM unnest(CAST(:ids AS integer[]), CAST(:ats AS timestamptz[])) AS v(id, at) "
-                "WHERE leads.id = v.id AND (leads.last_activity_at IS NULL OR leads.last_activity_at < v.at)"
-            ),
-            {"ids": ids, "ats": [latest[i] for i in ids]},
-        )
-        return
-    # SQLite keeps UTCDateTime as naive UTC text, which sorts as time does. In id order: the
-    # B-tree pages are visited once each.
-    conn.exec_driver_sql(
-        "UPDATE leads SET last_activity_at = ?2 WHERE id = ?1 "
-        "AND (last_activity_at IS NULL OR last_activity_at < ?2)",
-        [(i, sqlite_time(latest[i])) for i in ids],
-    )
-
-
 # The range of believable event times. Ahead of now: a year, for scheduled meetings and clocks
 # that run ahead (tests drive a simulated clock); beyond that a date is a typo, and a far-off one
 # overflowed score decay (2^years).
@@ -139,8 +111,8 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
     Bad items are reported by index and field; the good ones land.
 
     Set-based: one query per kind of lookup (emails, visible leads with their tombstones,
-    external ids seen), one executemany for the rows and one for ``last_activity_at``; the only
-    work per item is checking its values."""
+    external ids seen) and one executemany for the rows; the only work per item is checking its
+    values. Nothing is written to the leads themselves (``Lead.last_activity_at`` is derived)."""
 
     actor.require(Perm.ACTIVITIES_WRITE)
     if len(items) > MAX_BATCH:
@@ -186,7 +158,7 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
     latest_ok = now + FUTURE_SKEW
     by_actor = actor.user_id
     rows_out: list[_Row] = []
-    latest: dict[int, datetime] = {}
+    touched: set[int] = set()
     errors = result.errors
     for i, it in enumerate(items):
         lid = lids[i]
@@ -244,15 +216,12 @@ def ingest(session: Session, actor: Principal, items: Sequence[Mapping[str, Any]
                 by_actor if it.get("by_actor") else None,
             )
         )
-        prev = latest.get(lid)
-        if prev is None or occurred > prev:
-            latest[lid] = occurred
+        touched.add(lid)
     first_id = last_id = None
     if rows_out:
         first_id, last_id = _insert_ignoring_duplicates(session, rows_out, now)
-        _move_last_activity(session, latest)
     result.accepted = len(rows_out)
-    result.lead_ids = sorted(latest)
+    result.lead_ids = sorted(touched)
     if rows_out:
         # first_id: every event of this batch has an id at or above it (subscribers may look at
         # the new events only); absent when unknown. last_id (SQLite): the batch's events are

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, func, select, text
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from leadflow.db.base import Base, JSONType, UTCDateTime, utcnow
 
@@ -28,6 +28,27 @@ class Account(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Activity(Base):
+    """An engagement event or a sales touch on a lead."""
+
+    __tablename__ = "activities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(30))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    properties: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    source: Mapped[str | None] = mapped_column(String(100))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_activities_lead_occurred", "lead_id", "occurred_at", "id"),
+        Index("ix_activities_type_occurred", "type", "occurred_at"),
+    )
 
 
 class Lead(Base):
@@ -60,7 +81,15 @@ class Lead(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     stage_changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Derived, not stored: the latest event's time, one seek in ix_activities_lead_occurred. A
+    # stored copy cost the event ingest an UPDATE of this wide row per touched lead (a random
+    # page of the leads table each), about a fifth of its writes (docs/PERFORMANCE.md, round 6).
+    last_activity_at: Mapped[datetime | None] = column_property(
+        select(func.max(Activity.occurred_at))
+        .where(Activity.lead_id == id)
+        .correlate_except(Activity)
+        .scalar_subquery()
+    )
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
     import_id: Mapped[int | None] = mapped_column(ForeignKey("imports.id", ondelete="SET NULL"))
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -85,27 +114,6 @@ class Lead(Base):
             sqlite_where=text("merged_into_id IS NOT NULL"),
             postgresql_where=text("merged_into_id IS NOT NULL"),
         ),
-    )
-
-
-class Activity(Base):
-    """An engagement event or a sales touch on a lead."""
-
-    __tablename__ = "activities"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"))
-    type: Mapped[str] = mapped_column(String(30))
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    properties: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
-    source: Mapped[str | None] = mapped_column(String(100))
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-    __table_args__ = (
-        Index("ix_activities_lead_occurred", "lead_id", "occurred_at", "id"),
-        Index("ix_activities_type_occurred", "type", "occurred_at"),
     )
 
 

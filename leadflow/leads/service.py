@@ -764,10 +764,8 @@ def merge_leads(
             )
         )
         winner.stage, winner.status_reason, winner.stage_changed_at = loser.stage, loser.status_reason, now
-    if loser.last_activity_at and (
-        winner.last_activity_at is None or loser.last_activity_at > winner.last_activity_at
-    ):
-        winner.last_activity_at = loser.last_activity_at
+    # Derived from the events, which now are the winner's: read again on next access.
+    session.expire(winner, ["last_activity_at"])
     _bump(session, winner, winner.version)
     _bump(session, loser, loser.version)
     b, a = changes(before_w, snapshot(winner))
