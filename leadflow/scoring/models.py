@@ -204,8 +204,8 @@ def fit_dirty_ddl(dialect: str) -> list[str]:
     """The statements that create the triggers marking leads in ``fit_dirty`` (the one definition,
     run by the migration and by ``create_all``).
 
-    ``UPDATE OF <columns>``: an update that sets none of them (``last_activity_at`` on every
-    ingested event, stage, owner, version...) does not even evaluate the trigger; a null-safe
+    ``UPDATE OF <columns>``: an update that sets none of them (stage, owner, version,
+    ``updated_at``...) does not even evaluate the trigger; a null-safe
     comparison of old and new values (SQLite: the ``WHEN`` clause; PostgreSQL: in the function)
     then skips one that sets them to the values they had (the importer and the ORM write
     unchanged columns too). An account's change or deletion marks its leads through
