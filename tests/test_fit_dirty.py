@@ -33,6 +33,7 @@ from leadflow.scoring.models import FIT_ACCOUNT_COLUMNS, FIT_LEAD_COLUMNS, FIT_T
 
 EVERY = (0, 2**31 - 1)
 BEFORE_FIT_DIRTY = "9c4e2b7d1a36"
+BEFORE_DERIVED_LAST_ACTIVITY = "3f1d9a6c2b84"
 
 
 def marked(db: Database) -> list[int]:
@@ -339,9 +340,14 @@ def _triggers(conn: Connection) -> set[str]:
     return {str(r[0]) for r in conn.execute(text(sql))}
 
 
+def _stamp(conn: Connection, at: datetime) -> object:
+    """A time as a raw statement binds it: SQLite keeps naive UTC text."""
+
+    return at.replace(tzinfo=None).isoformat(" ") if conn.dialect.name == "sqlite" else at
+
+
 def _insert_leads(conn: Connection, n: int) -> None:
-    now = datetime.now(UTC) - timedelta(days=1)
-    stamp = now.replace(tzinfo=None).isoformat(" ") if conn.dialect.name == "sqlite" else now
+    stamp = _stamp(conn, datetime.now(UTC) - timedelta(days=1))
     for i in range(n):
         conn.execute(
             text(
@@ -378,19 +384,17 @@ def test_dropping_the_stored_last_activity_keeps_the_triggers_and_downgrades(scr
     """leads.last_activity_at became derived (8a2c4e6f1b37): the column goes with a plain ALTER
     TABLE that keeps the fit_dirty triggers; the downgrade stores it again from the events."""
 
-    _migrate(scratch, "3f1d9a6c2b84")
+    _migrate(scratch, BEFORE_DERIVED_LAST_ACTIVITY)
     with scratch.begin() as conn:
         _insert_leads(conn, 2)
         first, second = sorted(int(i) for i in conn.execute(text("SELECT id FROM leads")).scalars())
-        sqlite = conn.dialect.name == "sqlite"
         for day in (3, 9, 5):
-            at = datetime(2026, 11, day, 12, tzinfo=UTC)
             conn.execute(
                 text(
                     "INSERT INTO activities (lead_id, type, occurred_at, created_at) "
                     "VALUES (:l, 'call', :t, :t)"
                 ),
-                {"l": first, "t": at.replace(tzinfo=None).isoformat(" ") if sqlite else at},
+                {"l": first, "t": _stamp(conn, datetime(2026, 11, day, 12, tzinfo=UTC))},
             )
     _migrate(scratch, "heads")
     with scratch.begin() as conn:
@@ -403,7 +407,7 @@ def test_dropping_the_stored_last_activity_keeps_the_triggers_and_downgrades(scr
         got = {lead.id: lead.last_activity_at for lead in s.query(Lead).order_by(Lead.id)}
     assert got == {first: datetime(2026, 11, 9, 12, tzinfo=UTC), second: None}
 
-    _migrate(scratch, "3f1d9a6c2b84", down=True)
+    _migrate(scratch, BEFORE_DERIVED_LAST_ACTIVITY, down=True)
     with scratch.begin() as conn:
         stored = dict(conn.execute(text("SELECT id, last_activity_at FROM leads")).tuples().all())
         assert stored[second] is None
