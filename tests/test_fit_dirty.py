@@ -409,7 +409,7 @@ def test_dropping_the_stored_last_activity_keeps_the_triggers_and_downgrades(scr
 
     _migrate(scratch, BEFORE_DERIVED_LAST_ACTIVITY, down=True)
     with scratch.begin() as conn:
-        stored = dict(conn.execute(text("SELECT id, last_activity_at FROM leads")).tuples().all())
+        stored = {r[0]: r[1] for r in conn.execute(text("SELECT id, last_activity_at FROM leads"))}
         assert stored[second] is None
         assert str(stored[first]).startswith("2026-11-09 12:00:00")
         assert _triggers(conn) == set(FIT_TRIGGERS)
